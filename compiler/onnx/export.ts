@@ -1,0 +1,173 @@
+// IR -> ONNX file. The only place (with import.ts) that builds protobuf data.
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { ModelError, UsageError } from "../errors.js";
+import type { Attribute, Graph, Model, Value } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+import { PRESENT } from "./import.js";
+import { ModelProto, type Plain } from "./proto.js";
+
+export interface SaveOptions {
+  /**
+   * Write initializers of at least `threshold` bytes (default 1024) to one side file `location`
+   * (relative to the model) instead of inline. Required for models whose weights exceed 2 GiB.
+   */
+  externalData?: { location: string; threshold?: number };
+}
+
+const MAX_PROTO_BYTES = 2 ** 31 - 1;
+/** External tensors start at multiples of this, so a reader can map them aligned. */
+const EXTERNAL_ALIGN = 64;
+
+/** The model as ONNX bytes, every tensor inline (external data is read in). */
+export function serializeModel(model: Model): Uint8Array {
+  const plain = exportModel(model, (t) => tensorPlain(t, { raw_data: t.bytes() }));
+  return encode(plain, model.source);
+}
+
+export function saveModel(model: Model, path: string, options: SaveOptions = {}): void {
+  mkdirSync(dirname(resolve(path)), { recursive: true });
+  const ext = options.externalData;
+  if (!ext) {
+    writeFileSync(path, serializeModel(model));
+    return;
+  }
+  if (!ext.location || basename(ext.location) !== ext.location) {
+    throw new UsageError(`external data location "${ext.location}" must be a plain file name next to the model`);
+  }
+  const threshold = ext.threshold ?? 1024;
+  const dataPath = join(dirname(resolve(path)), ext.location);
+  // Write to a temporary file first: the model may be reading its tensors from `dataPath` itself.
+  const tmp = `${dataPath}.tmp-${process.pid}`;
+  const fd = openSync(tmp, "w");
+  let offset = 0;
+  try {
+    const plain = exportModel(model, (t) => {
+      if (t.byteLength < threshold || t.dtype === 8 /* string */) return tensorPlain(t, { raw_data: t.bytes() });
+      const pad = (EXTERNAL_ALIGN - (offset % EXTERNAL_ALIGN)) % EXTERNAL_ALIGN;
+      if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
+      offset += pad;
+      const bytes = t.bytes();
+      let done = 0;
+      while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, offset + done);
+      const entries = [
+        { key: "location", value: ext.location },
+        { key: "offset", value: String(offset) },
+        { key: "length", value: String(bytes.length) },
+      ];
+      offset += bytes.length;
+      return tensorPlain(t, { external_data: entries, data_location: 1 });
+    });
+    closeSync(fd);
+    writeFileSync(path, encode(plain, model.source));
+    renameSync(tmp, dataPath);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+type TensorWriter = (t: Tensor) => Plain;
+
+function encode(plain: Plain, source: string): Uint8Array {
+  const bytes = ModelProto.encode(ModelProto.fromObject(plain)).finish();
+  if (bytes.length > MAX_PROTO_BYTES) {
+    throw new ModelError(`model "${source}" would be ${bytes.length} bytes, over protobuf's 2 GiB: save it with external data`);
+  }
+  return bytes;
+}
+
+function exportModel(model: Model, writeInitializer: TensorWriter): Plain {
+  return {
+    ...model.extra,
+    ir_version: String(model.irVersion),
+    opset_import: model.opsets.map((o) => withPresent(o.extra ?? {}, { domain: o.domain, version: String(o.version) })),
+    graph: exportGraph(model.graph, writeInitializer),
+  };
+}
+
+function exportGraph(g: Graph, writeInitializer: TensorWriter): Plain {
+  const decl = (v: Value): Plain => {
+    const out: Plain = { ...(v.decl?.extra ?? {}), name: v.name };
+    if (v.decl?.type) out.type = v.decl.type;
+    return out;
+  };
+  const out: Plain = withPresent(g.extra, { name: g.name });
+  out.node = g.nodes.map((n) =>
+    withPresent(n.extra, {
+      input: n.inputs.map((v) => v?.name ?? ""),
+      output: n.outputs.map((v) => v?.name ?? ""),
+      name: n.name,
+      op_type: n.opType,
+      domain: n.domain,
+      attribute: n.attributes.map(exportAttribute),
+    }),
+  );
+  out.initializer = [...g.initializers.values()].map(writeInitializer);
+  out.input = g.inputs.map(decl);
+  out.output = g.outputs.map(decl);
+  out.value_info = g.valueInfo.map((name) => decl(g.value(name)));
+  return out;
+}
+
+function exportAttribute(a: Attribute): Plain {
+  const out: Plain = withPresent(a.extra ?? {}, { name: a.name, type: a.type });
+  if (a.f !== undefined) out.f = a.f;
+  if (a.i !== undefined) out.i = String(a.i);
+  if (a.s !== undefined) out.s = a.s;
+  if (a.t !== undefined) out.t = tensorPlain(a.t, dataFields(a.t));
+  if (a.g !== undefined) out.g = a.g.proto;
+  if (a.floats !== undefined) out.floats = a.floats;
+  if (a.ints !== undefined) out.ints = a.ints.map(String);
+  if (a.strings !== undefined) out.strings = a.strings;
+  if (a.tensors !== undefined) out.tensors = a.tensors.map((t) => tensorPlain(t, dataFields(t)));
+  if (a.graphs !== undefined) out.graphs = a.graphs.map((g) => g.proto);
+  return out;
+}
+
+/** A tensor's data fields as it holds them (inline attribute tensors keep their form). */
+function dataFields(t: Tensor): Plain {
+  const d = t.data;
+  if (d.external) return { raw_data: t.bytes() };
+  const out: Plain = {};
+  if (d.raw !== undefined) out.raw_data = d.raw;
+  if (d.floats !== undefined) out.float_data = d.floats;
+  if (d.int32s !== undefined) out.int32_data = d.int32s;
+  if (d.int64s !== undefined) out.int64_data = d.int64s.map(String);
+  if (d.uint64s !== undefined) out.uint64_data = d.uint64s.map(String);
+  if (d.doubles !== undefined) out.double_data = d.doubles;
+  if (d.strings !== undefined) out.string_data = d.strings;
+  return out;
+}
+
+/**
+ * An initializer keeps its original data form when it is inline; `data` overrides it only where
+ * the tensor was external (now inline or re-externalised) — a round trip changes nothing else.
+ */
+function tensorPlain(t: Tensor, data: Plain): Plain {
+  const { data_location: _location, ...rest } = t.extra as Plain;
+  const fields = t.isExternal || "external_data" in data ? data : dataFields(t);
+  const out = withPresent(t.isExternal || "external_data" in data ? rest : (t.extra as Plain), {
+    name: t.name,
+    data_type: t.dtype,
+  });
+  out.dims = t.dims.map(String);
+  Object.assign(out, fields);
+  return out;
+}
+
+/** Writes handled scalar fields, leaving out defaults unless the file had them explicitly. */
+function withPresent(extra: Record<string, unknown>, fields: Plain): Plain {
+  const { [PRESENT]: present, ...rest } = extra as Plain;
+  const out: Plain = { ...rest };
+  for (const [k, v] of Object.entries(fields)) {
+    const isDefault = v === "" || v === 0 || v === "0" || (Array.isArray(v) && v.length === 0);
+    if (!isDefault || (present as string[] | undefined)?.includes(k)) out[k] = v;
+  }
+  return out;
+}
