@@ -158,7 +158,8 @@ function asBytes(a: ArrayBufferView): Uint8Array {
 /** An ArrayBuffer holding exactly these bytes, starting at offset 0 (typed views need alignment). */
 function aligned(b: Uint8Array): ArrayBuffer {
   if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
-  return b.slice().buffer as ArrayBuffer;
+  // Not b.slice(): on a Node Buffer (what protobufjs decodes bytes to) slice() is a view, not a copy.
+  return new Uint8Array(b).buffer;
 }
 
 /** int64 values such as INT64_MAX in Slice ends saturate to ±Infinity-like safe bounds. */
