@@ -21,8 +21,11 @@ const VALUE_INFO_FIELDS = new Set(["name", "type"]);
 export function loadModel(path: string): Model {
   let size: number;
   try {
-    size = statSync(path).size;
+    const stat = statSync(path);
+    if (stat.isDirectory()) throw new ModelError(`cannot read model "${path}": it is a directory`);
+    size = stat.size;
   } catch (e) {
+    if (e instanceof ModelError) throw e;
     throw new ModelError(`cannot read model "${path}": ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
   }
   if (size > MAX_PROTO_BYTES) {

@@ -1,6 +1,6 @@
 // Shared ONNX test material: where the model corpora are, decoding to plain protobuf data, and
 // small models built inline (an IR-9+ feature sampler, a runnable CNN, a large MatMul chain).
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,8 +47,14 @@ export function encodePlain(plain: Plain): Uint8Array {
   return ModelProto.encode(ModelProto.fromObject(plain)).finish();
 }
 
+const tempDirs: string[] = [];
+
+/** A fresh directory under the OS temp dir, removed when the test process exits. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `dyno-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `dyno-${prefix}-`));
+  if (!tempDirs.length) process.once("exit", () => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** mulberry32: a tiny seeded generator, so random tests replay from their seed. */
