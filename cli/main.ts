@@ -1,0 +1,66 @@
+// The `dyno` command line: subcommands, --help, --version, errors as one line.
+import { readFileSync } from "node:fs";
+import { DynoError, UsageError } from "../compiler/errors.js";
+import { parseCommand, usageLine, type Command } from "./args.js";
+import { inspect } from "./commands/inspect.js";
+
+const COMMANDS: Command[] = [inspect];
+
+/** The package version (this file runs from cli/ under tsx and from dist/cli/ when built). */
+function version(): string {
+  for (const rel of ["../package.json", "../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { name?: string; version: string };
+      if (pkg.name === "dyno") return pkg.version;
+    } catch {
+      /* try the next location */
+    }
+  }
+  return "unknown";
+}
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    "dyno — split DNN inference: compile, partition and serve ONNX models across device and cloud",
+    "",
+    "usage: dyno <command> [options]",
+    "",
+    "commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "  dyno <command> --help   options of a command",
+    "  dyno --version          print the version",
+  ].join("\n");
+}
+
+/** Runs the CLI; returns the exit code. Errors print as `dyno: <message>`. */
+export async function runCli(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  try {
+    if (!first || first === "--help" || first === "-h" || first === "help") {
+      console.log(mainHelp());
+      return first ? 0 : 2;
+    }
+    if (first === "--version" || first === "-v") {
+      console.log(version());
+      return 0;
+    }
+    const cmd = COMMANDS.find((c) => c.name === first);
+    if (!cmd) throw new UsageError(`unknown command "${first}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
+    const parsed = parseCommand(cmd, rest);
+    if (parsed.values.help) {
+      console.log(`${usageLine(cmd).replace(/ {3}\(.*$/, "")}\n\n${cmd.summary}\n\noptions:\n${cmd.help}`);
+      return 0;
+    }
+    return await cmd.run(parsed as { values: Record<string, unknown>; positionals: string[] });
+  } catch (e) {
+    if (e instanceof DynoError) {
+      console.error(`dyno: ${e.message}`);
+      return e instanceof UsageError ? 2 : 1;
+    }
+    console.error(`dyno: internal error: ${(e as Error).message ?? e}`);
+    if (process.env.DYNO_DEBUG) console.error((e as Error).stack);
+    return 70;
+  }
+}
