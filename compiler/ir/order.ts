@@ -12,7 +12,7 @@ export function topoSort(graph: Graph): Node[] {
   const pending = new Map<Node, number>();
   for (const n of graph.nodes) {
     const deps = new Set<Node>();
-    for (const v of n.reads) if (v.producer && index.has(v.producer) && v.producer !== n) deps.add(v.producer);
+    for (const v of n.reads) if (v.producer && index.has(v.producer)) deps.add(v.producer);
     pending.set(n, deps.size);
   }
   const ready = new MinHeap<Node>((a, b) => index.get(a)! - index.get(b)!);
@@ -34,8 +34,16 @@ export function topoSort(graph: Graph): Node[] {
     }
   }
   if (order.length !== graph.nodes.length) {
-    const stuck = graph.nodes.find((n) => !order.includes(n))!;
-    throw new GraphError(`graph "${graph.name}" has a cycle through node ${stuck.label}`);
+    // Every unsorted node waits on an unsorted producer, so walking producers from one must come
+    // back to a node already seen: that node is on a cycle (the first unsorted may only be downstream).
+    const sorted = new Set(order);
+    let n = graph.nodes.find((x) => !sorted.has(x))!;
+    const seen = new Set<Node>();
+    while (!seen.has(n)) {
+      seen.add(n);
+      n = n.reads.map((v) => v.producer).find((p): p is Node => !!p && index.has(p) && !sorted.has(p))!;
+    }
+    throw new GraphError(`graph "${graph.name}" has a cycle through node ${n.label}`);
   }
   return order;
 }
