@@ -13,9 +13,9 @@ const filter = process.argv[2];
 const pattern = filter ? `${filter}.*\\.test\\.ts$` : "\\.test\\.ts$";
 const uvu = fileURLToPath(new URL("../node_modules/uvu/bin.js", import.meta.url));
 
-const child = spawn(process.execPath, ["--import", "tsx", uvu, "test", pattern], {
+const color = process.stdout.isTTY ? [] : ["--no-color"];
+const child = spawn(process.execPath, ["--import", "tsx", uvu, "test", pattern, ...color], {
   cwd: root,
-  env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? (process.stdout.isTTY ? "1" : "0") },
   stdio: ["ignore", "pipe", "inherit"],
 });
 

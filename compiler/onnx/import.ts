@@ -3,7 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ModelError } from "../errors.js";
 import { Graph, Model, parseTensorType, type Attribute, type Int, type Subgraph } from "../ir/graph.js";
-import { Tensor, type TensorData } from "../ir/tensor.js";
+import { externalEntry, externalPath, Tensor, type TensorData } from "../ir/tensor.js";
 import { ModelProto, PLAIN, type Plain } from "./proto.js";
 
 /** Protobuf messages cannot exceed 2 GiB; bigger models keep their weights in external data files. */
@@ -48,6 +48,7 @@ export function parseModel(bytes: Uint8Array, options: { source?: string; baseDi
   }
   const ctx: Ctx = { source, baseDir: options.baseDir ?? process.cwd() };
   const graph = importGraph(plain.graph, ctx);
+  checkExternalData(graph.initializers.values());
   const opsets = (plain.opset_import ?? []).map((o: Plain) => ({
     domain: o.domain ?? "",
     version: Number(o.version ?? 0),
@@ -155,6 +156,30 @@ function freeNames(p: Plain): string[] {
   }
   for (const vi of p.output ?? []) read(vi.name);
   return [...free];
+}
+
+/** External data must exist and hold each tensor's range: checked at load (stat only, no read). */
+function checkExternalData(tensors: Iterable<Tensor>): void {
+  const sizes = new Map<string, number>();
+  for (const t of tensors) {
+    const ref = t.data.external;
+    if (!ref) continue;
+    const path = externalPath(t.name, ref);
+    let size = sizes.get(path);
+    if (size === undefined) {
+      try {
+        size = statSync(path).size;
+      } catch {
+        throw new ModelError(`tensor "${t.name}": external data file "${path}" is missing`);
+      }
+      sizes.set(path, size);
+    }
+    const offset = Number(externalEntry(ref, "offset") ?? 0);
+    const length = Number(externalEntry(ref, "length") ?? size - offset);
+    if (!(offset >= 0 && length >= 0 && offset + length <= size)) {
+      throw new ModelError(`tensor "${t.name}": external data [${offset}, +${length}) lies outside "${path}" (${size} bytes)`);
+    }
+  }
 }
 
 function toInt(x: string | number): Int {

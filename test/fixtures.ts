@@ -1,0 +1,48 @@
+// The fixture models of models/ (described by models/fixtures.json) and a CLI runner for tests.
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const MODELS = `${ROOT}models/`;
+
+export interface FixtureModel {
+  name: string;
+  file: string;
+  path: string;
+  input: string;
+  inputShape: number[];
+  output: string;
+  family: string;
+  testAccuracy: number;
+  subsetAccuracy: number;
+}
+
+export interface FixtureIndex {
+  version: number;
+  default: string;
+  dataset: { file: string; classes: string[]; preprocess: { scale: number; mean: number[]; std: number[] } };
+  models: FixtureModel[];
+}
+
+/** models/fixtures.json; throws (failing the test) when the fixtures are missing. */
+export function fixtureIndex(): FixtureIndex {
+  const path = `${MODELS}fixtures.json`;
+  if (!existsSync(path)) throw new Error(`${path} is missing: run /usr/bin/python3 models/make_fixtures.py`);
+  const index = JSON.parse(readFileSync(path, "utf8")) as FixtureIndex;
+  for (const m of index.models) m.path = `${MODELS}${m.file}`;
+  return index;
+}
+
+export function fixtures(): FixtureModel[] {
+  const list = fixtureIndex().models;
+  if (list.length === 0) throw new Error("models/fixtures.json lists no models");
+  return list;
+}
+
+/** Runs `dyno ARGS` from the TypeScript sources; returns exit code and output. */
+export function runDyno(args: string[], options: { cwd?: string } = {}): { code: number; stdout: string; stderr: string } {
+  const code = `import("${ROOT}cli/main.ts").then(async (m) => { process.exitCode = await m.runCli(${JSON.stringify(args)}); })`;
+  const r = spawnSync(process.execPath, ["--import", "tsx", "-e", code], { cwd: options.cwd ?? ROOT, encoding: "utf8", timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
