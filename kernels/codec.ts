@@ -192,7 +192,9 @@ export function decodeWithShape(bytes: Uint8Array, opts: DecodeOptions = {}): De
   const a = getArena(k);
   const body = a.take(h.rawLength);
   const Y = a.take(4 * n);
-  const codesAt = h.kind === Kind.Quantized && (h.shuffle || (h.bits !== 8 && h.bits !== 16 && h.bits !== 4) || h.perChannel)
+  // Packed 8- and 16-bit bodies are the codes themselves; 4-bit per-tensor goes through the fused kernel.
+  const fused4 = h.bits === 4 && !h.shuffle && !h.perChannel;
+  const codesAt = h.kind === Kind.Quantized && (h.shuffle || (h.bits !== 8 && h.bits !== 16 && !fused4))
     ? a.take(h.bits === 16 ? 2 * n : n) : body;
   const stored = bytes.subarray(h.bodyOffset);
   decompressInto(h.codec, stored, new Uint8Array(a.bytes.buffer, body, h.rawLength));
@@ -214,7 +216,7 @@ function dequantizeFrom(
   const maxCode = wide ? 65535 : (1 << bits) - 1;
   if (!perChannel && bits === 4 && !shuffle) {
     const p = quantParams(ranges[0], ranges[1], bits);
-    k.u4_unpack_dequantize_f32__simd128(body, n, p.scale, p.lo, p.hi, Y);
+    k.u4_unpack_dequantize_f32__simd128(body, n, p.step, p.offset, p.mult, p.hi, Y);
     return;
   }
   if (shuffle) {
@@ -223,8 +225,8 @@ function dequantizeFrom(
   } else if (codes !== body) unpack(k, body, n, bits, codes);
   if (!perChannel) {
     const p = quantParams(ranges[0], ranges[1], bits);
-    if (wide) k.u16_dequantize_f32__simd128(codes, n, p.scale, p.lo, p.hi, maxCode, Y);
-    else k.u8_dequantize_f32__simd128(codes, n, p.scale, p.lo, p.hi, maxCode, Y);
+    if (wide) k.u16_dequantize_f32__simd128(codes, n, p.step, p.offset, p.mult, p.hi, maxCode, Y);
+    else k.u8_dequantize_f32__simd128(codes, n, p.step, p.offset, p.mult, p.hi, maxCode, Y);
     return;
   }
   const [outer, C, inner] = channelView(shape);
@@ -232,9 +234,10 @@ function dequantizeFrom(
   const params = new Float32Array(a.bytes.buffer, P, 4 * C);
   for (let c = 0; c < C; c++) {
     const q = quantParams(ranges[2 * c], ranges[2 * c + 1], bits);
-    params[4 * c] = q.scale;
-    params[4 * c + 1] = q.lo;
-    params[4 * c + 2] = q.hi;
+    params[4 * c] = q.step;
+    params[4 * c + 1] = q.offset;
+    params[4 * c + 2] = q.mult;
+    params[4 * c + 3] = q.hi;
   }
   if (wide) k.u16_dequantize_f32_channels__simd128(codes, outer, C, inner, P, maxCode, Y);
   else k.u8_dequantize_f32_channels__simd128(codes, outer, C, inner, P, maxCode, Y);

@@ -11,7 +11,11 @@ export interface QuantParams {
   hi: number;
   inv: number;
   bias: number;
-  scale: number;
+  /** Dequantisation x = (q * step + offset) * mult, the top code giving hi exactly. */
+  step: number;
+  offset: number;
+  /** 2 when max - min overflows float32 (then step and offset are halved), else 1. */
+  mult: number;
   maxCode: number;
 }
 
@@ -19,7 +23,8 @@ export interface QuantParams {
  * Parameters for b-bit codes over [min, max] (finite, min <= max). Computed in float64 and
  * rounded once, so every side derives the same float32 values from the (min, max) in a payload.
  *
- * Round-trip bound: |x - dequant(quant(x))| <= scale / 2 + roundoffBound(params); exact at min
+ * Round-trip bound: |x - dequant(quant(x))| <= (max - min) / maxCode / 2 + roundoffBound(params);
+ * exact at min
  * and max (and so at the zeros of a non-negative tensor, whose min is 0).
  */
 export function quantParams(min: number, max: number, bits: number): QuantParams {
@@ -30,8 +35,11 @@ export function quantParams(min: number, max: number, bits: number): QuantParams
   // A range so small (float32 subnormals) that inv overflows is treated as constant.
   if (!Number.isFinite(inv)) inv = 0;
   const bias = -Math.fround(lo * inv);
-  const scale = inv === 0 ? 0 : Math.fround(Math.min(range / maxCode, F32_MAX));
-  return { lo, hi: inv === 0 ? lo : max, inv, bias, scale, maxCode };
+  // q * step + lo would overflow for ranges wider than float32; halving keeps every partial
+  // result finite and the final * 2 is exact. mult = 1 is the plain q * step + lo.
+  const mult = range > F32_MAX ? 2 : 1;
+  const step = inv === 0 ? 0 : Math.fround(range / maxCode / mult);
+  return { lo, hi: inv === 0 ? lo : max, inv, bias, step, offset: lo / mult, mult, maxCode };
 }
 
 /** Slack on top of scale / 2 from float32 roundings in quantise and dequantise. */
@@ -75,7 +83,7 @@ export function dequantizeRef(codes: Uint8Array | Uint16Array, p: QuantParams): 
   const out = new Float32Array(codes.length);
   for (let i = 0; i < codes.length; i++) {
     const q = codes[i];
-    out[i] = q === p.maxCode ? p.hi : Math.fround(Math.fround(q * p.scale) + p.lo);
+    out[i] = q === p.maxCode ? p.hi : Math.fround(Math.fround(Math.fround(q * p.step) + p.offset) * p.mult);
   }
   return out;
 }
@@ -133,13 +141,15 @@ export function bitunshuffleRef(planes: Uint8Array, n: number, bits: number): Ui
 /** float32 -> binary16 bits, round to nearest even; written from the IEEE definition. */
 export function f32ToF16Ref(x: Float32Array): Uint16Array {
   const out = new Uint16Array(x.length);
+  // NaN payloads are read from the bits: a float32 NaN turned into a JS number may lose them.
+  const xb = new Uint32Array(x.buffer, x.byteOffset, x.length);
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
     const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
     const a = Math.abs(v);
     if (v !== v) {
-      const b = new Uint32Array(new Float32Array([v]).buffer)[0];
-      out[i] = ((b >> 16) & 0x8000) | 0x7c00 | 0x200 | ((b & 0x7fffff) >> 13);
+      const b = xb[i];
+      out[i] = ((b >>> 16) & 0x8000) | 0x7c00 | 0x200 | ((b & 0x7fffff) >>> 13);
     } else if (a >= 65520) out[i] = sign | 0x7c00; // 65520 = max half + half an ulp: ties go to Inf
     else if (a < 2 ** -14) out[i] = sign | roundEven(a * 2 ** 24); // subnormal: units of 2^-24
     else {
@@ -154,6 +164,7 @@ export function f32ToF16Ref(x: Float32Array): Uint16Array {
 
 export function f16ToF32Ref(h: Uint16Array): Float32Array {
   const out = new Float32Array(h.length);
+  const ob = new Uint32Array(out.buffer);
   for (let i = 0; i < h.length; i++) {
     const sign = h[i] & 0x8000 ? -1 : 1;
     const exp = (h[i] >> 10) & 0x1f;
@@ -161,11 +172,7 @@ export function f16ToF32Ref(h: Uint16Array): Float32Array {
     if (exp === 0) out[i] = sign * mant * 2 ** -24;
     else if (exp === 31) {
       if (mant === 0) out[i] = sign * Infinity;
-      else {
-        const b = new Uint32Array(1);
-        b[0] = ((h[i] & 0x8000) << 16) | 0x7f800000 | (mant << 13);
-        out[i] = new Float32Array(b.buffer)[0];
-      }
+      else ob[i] = ((h[i] & 0x8000) << 16) | 0x7f800000 | (mant << 13); // NaN: write the bits
     } else out[i] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
   }
   return out;

@@ -18,11 +18,11 @@ export interface KernelExports {
   f32_quantize_u8_channels__simd128(x: number, outer: number, channels: number, inner: number, params: number, maxCode: number, out: number): void;
   f32_quantize_u16_channels__simd128(x: number, outer: number, channels: number, inner: number, params: number, maxCode: number, out: number): void;
   f32_quantize_pack_u4__simd128(x: number, n: number, inv: number, bias: number, out: number): void;
-  u8_dequantize_f32__simd128(codes: number, n: number, scale: number, lo: number, hi: number, top: number, out: number): void;
-  u16_dequantize_f32__simd128(codes: number, n: number, scale: number, lo: number, hi: number, top: number, out: number): void;
+  u8_dequantize_f32__simd128(codes: number, n: number, step: number, offset: number, mult: number, hi: number, top: number, out: number): void;
+  u16_dequantize_f32__simd128(codes: number, n: number, step: number, offset: number, mult: number, hi: number, top: number, out: number): void;
   u8_dequantize_f32_channels__simd128(codes: number, outer: number, channels: number, inner: number, params: number, top: number, out: number): void;
   u16_dequantize_f32_channels__simd128(codes: number, outer: number, channels: number, inner: number, params: number, top: number, out: number): void;
-  u4_unpack_dequantize_f32__simd128(packed: number, n: number, scale: number, lo: number, hi: number, out: number): void;
+  u4_unpack_dequantize_f32__simd128(packed: number, n: number, step: number, offset: number, mult: number, hi: number, out: number): void;
   u8_pack_ub__scalar(codes: number, n: number, bits: number, out: number): void;
   u8_unpack_ub__scalar(packed: number, n: number, bits: number, codes: number): void;
   u8_pack_u4__simd128(codes: number, n: number, out: number): void;

@@ -1,61 +1,62 @@
-// Dequantisation, x = q * scale + min, with the top code mapped to max exactly (q * scale + min
-// can miss max by an ulp, and the round trip promises exact min and max). scale is clamped to the
-// largest float32 by the caller so 1-bit codes over a huge range stay finite (0 * scale = 0).
+// Dequantisation, x = (q * step + offset) * mult, with the top code mapped to max exactly
+// (the affine form can miss max by an ulp, and the round trip promises exact min and max).
+// Normally mult = 1 and this is q * scale + min; for a range wider than float32 the caller halves
+// step and offset and passes mult = 2, so no partial result overflows (x 2 is exact).
 
 @inline
-function values4(q: v128, vScale: v128, vLo: v128, vHi: v128, vTop: v128): v128 {
-  const y = f32x4.add(f32x4.mul(f32x4.convert_i32x4_u(q), vScale), vLo);
+function values4(q: v128, vScale: v128, vLo: v128, vMult: v128, vHi: v128, vTop: v128): v128 {
+  const y = f32x4.mul(f32x4.add(f32x4.mul(f32x4.convert_i32x4_u(q), vScale), vLo), vMult);
   return v128.bitselect(vHi, y, i32x4.eq(q, vTop));
 }
 
 @inline
-function value1(q: u32, scale: f32, lo: f32, hi: f32, top: u32): f32 {
-  return q == top ? hi : <f32>q * scale + lo;
+function value1(q: u32, scale: f32, lo: f32, mult: f32, hi: f32, top: u32): f32 {
+  return q == top ? hi : (<f32>q * scale + lo) * mult;
 }
 
 @inline
-function dequantizeU8Span(codes: usize, n: usize, scale: f32, lo: f32, hi: f32, top: u32, out: usize): void {
-  const vScale = f32x4.splat(scale), vLo = f32x4.splat(lo), vHi = f32x4.splat(hi), vTop = i32x4.splat(top);
+function dequantizeU8Span(codes: usize, n: usize, scale: f32, lo: f32, mult: f32, hi: f32, top: u32, out: usize): void {
+  const vScale = f32x4.splat(scale), vLo = f32x4.splat(lo), vMult = f32x4.splat(mult), vHi = f32x4.splat(hi), vTop = i32x4.splat(top);
   let i: usize = 0;
   for (; i + 16 <= n; i += 16) {
     const v = v128.load(codes + i);
     const l = i16x8.extend_low_i8x16_u(v), h = i16x8.extend_high_i8x16_u(v);
     const p = out + (i << 2);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(l), vScale, vLo, vHi, vTop));
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(l), vScale, vLo, vHi, vTop), 16);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(h), vScale, vLo, vHi, vTop), 32);
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(h), vScale, vLo, vHi, vTop), 48);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(l), vScale, vLo, vMult, vHi, vTop));
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(l), vScale, vLo, vMult, vHi, vTop), 16);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(h), vScale, vLo, vMult, vHi, vTop), 32);
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(h), vScale, vLo, vMult, vHi, vTop), 48);
   }
-  for (; i < n; i++) store<f32>(out + (i << 2), value1(load<u8>(codes + i), scale, lo, hi, top));
+  for (; i < n; i++) store<f32>(out + (i << 2), value1(load<u8>(codes + i), scale, lo, mult, hi, top));
 }
 
 @inline
-function dequantizeU16Span(codes: usize, n: usize, scale: f32, lo: f32, hi: f32, top: u32, out: usize): void {
-  const vScale = f32x4.splat(scale), vLo = f32x4.splat(lo), vHi = f32x4.splat(hi), vTop = i32x4.splat(top);
+function dequantizeU16Span(codes: usize, n: usize, scale: f32, lo: f32, mult: f32, hi: f32, top: u32, out: usize): void {
+  const vScale = f32x4.splat(scale), vLo = f32x4.splat(lo), vMult = f32x4.splat(mult), vHi = f32x4.splat(hi), vTop = i32x4.splat(top);
   let i: usize = 0;
   for (; i + 8 <= n; i += 8) {
     const v = v128.load(codes + (i << 1));
     const p = out + (i << 2);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(v), vScale, vLo, vHi, vTop));
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(v), vScale, vLo, vHi, vTop), 16);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(v), vScale, vLo, vMult, vHi, vTop));
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(v), vScale, vLo, vMult, vHi, vTop), 16);
   }
-  for (; i < n; i++) store<f32>(out + (i << 2), value1(load<u16>(codes + (i << 1)), scale, lo, hi, top));
+  for (; i < n; i++) store<f32>(out + (i << 2), value1(load<u16>(codes + (i << 1)), scale, lo, mult, hi, top));
 }
 
-export function u8_dequantize_f32__simd128(codes: usize, n: usize, scale: f32, lo: f32, hi: f32, top: u32, out: usize): void {
-  dequantizeU8Span(codes, n, scale, lo, hi, top, out);
+export function u8_dequantize_f32__simd128(codes: usize, n: usize, scale: f32, lo: f32, mult: f32, hi: f32, top: u32, out: usize): void {
+  dequantizeU8Span(codes, n, scale, lo, mult, hi, top, out);
 }
 
-export function u16_dequantize_f32__simd128(codes: usize, n: usize, scale: f32, lo: f32, hi: f32, top: u32, out: usize): void {
-  dequantizeU16Span(codes, n, scale, lo, hi, top, out);
+export function u16_dequantize_f32__simd128(codes: usize, n: usize, scale: f32, lo: f32, mult: f32, hi: f32, top: u32, out: usize): void {
+  dequantizeU16Span(codes, n, scale, lo, mult, hi, top, out);
 }
 
-/** Per-channel (axis 1) form; params holds [scale_c, min_c, max_c, unused] per channel. */
+/** Per-channel (axis 1) form; params holds [step_c, offset_c, mult_c, max_c] per channel. */
 export function u8_dequantize_f32_channels__simd128(codes: usize, outer: usize, channels: usize, inner: usize, params: usize, top: u32, out: usize): void {
   for (let o: usize = 0; o < outer; o++) {
     for (let c: usize = 0; c < channels; c++) {
       const k = o * channels + c, p = params + (c << 4);
-      dequantizeU8Span(codes + k * inner, inner, load<f32>(p), load<f32>(p, 4), load<f32>(p, 8), top, out + (k * inner << 2));
+      dequantizeU8Span(codes + k * inner, inner, load<f32>(p), load<f32>(p, 4), load<f32>(p, 8), load<f32>(p, 12), top, out + (k * inner << 2));
     }
   }
 }
@@ -64,14 +65,14 @@ export function u16_dequantize_f32_channels__simd128(codes: usize, outer: usize,
   for (let o: usize = 0; o < outer; o++) {
     for (let c: usize = 0; c < channels; c++) {
       const k = o * channels + c, p = params + (c << 4);
-      dequantizeU16Span(codes + (k * inner << 1), inner, load<f32>(p), load<f32>(p, 4), load<f32>(p, 8), top, out + (k * inner << 2));
+      dequantizeU16Span(codes + (k * inner << 1), inner, load<f32>(p), load<f32>(p, 4), load<f32>(p, 8), load<f32>(p, 12), top, out + (k * inner << 2));
     }
   }
 }
 
 /** Fused 4-bit unpack + dequantise (inverse of f32_quantize_pack_u4__simd128). */
-export function u4_unpack_dequantize_f32__simd128(packed: usize, n: usize, scale: f32, lo: f32, hi: f32, out: usize): void {
-  const vScale = f32x4.splat(scale), vLo = f32x4.splat(lo), vHi = f32x4.splat(hi), vTop = i32x4.splat(15);
+export function u4_unpack_dequantize_f32__simd128(packed: usize, n: usize, scale: f32, lo: f32, mult: f32, hi: f32, out: usize): void {
+  const vScale = f32x4.splat(scale), vLo = f32x4.splat(lo), vMult = f32x4.splat(mult), vHi = f32x4.splat(hi), vTop = i32x4.splat(15);
   const nibble = i8x16.splat(0x0f);
   let i: usize = 0;
   for (; i + 32 <= n; i += 32) {
@@ -82,17 +83,17 @@ export function u4_unpack_dequantize_f32__simd128(packed: usize, n: usize, scale
     const al = i16x8.extend_low_i8x16_u(a), ah = i16x8.extend_high_i8x16_u(a);
     const bl = i16x8.extend_low_i8x16_u(b), bh = i16x8.extend_high_i8x16_u(b);
     const p = out + (i << 2);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(al), vScale, vLo, vHi, vTop));
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(al), vScale, vLo, vHi, vTop), 16);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(ah), vScale, vLo, vHi, vTop), 32);
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(ah), vScale, vLo, vHi, vTop), 48);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(bl), vScale, vLo, vHi, vTop), 64);
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(bl), vScale, vLo, vHi, vTop), 80);
-    v128.store(p, values4(i32x4.extend_low_i16x8_u(bh), vScale, vLo, vHi, vTop), 96);
-    v128.store(p, values4(i32x4.extend_high_i16x8_u(bh), vScale, vLo, vHi, vTop), 112);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(al), vScale, vLo, vMult, vHi, vTop));
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(al), vScale, vLo, vMult, vHi, vTop), 16);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(ah), vScale, vLo, vMult, vHi, vTop), 32);
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(ah), vScale, vLo, vMult, vHi, vTop), 48);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(bl), vScale, vLo, vMult, vHi, vTop), 64);
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(bl), vScale, vLo, vMult, vHi, vTop), 80);
+    v128.store(p, values4(i32x4.extend_low_i16x8_u(bh), vScale, vLo, vMult, vHi, vTop), 96);
+    v128.store(p, values4(i32x4.extend_high_i16x8_u(bh), vScale, vLo, vMult, vHi, vTop), 112);
   }
   for (; i < n; i++) {
     const q: u32 = (<u32>load<u8>(packed + (i >> 1)) >> (<u32>(i & 1) << 2)) & 15;
-    store<f32>(out + (i << 2), value1(q, scale, lo, hi, 15));
+    store<f32>(out + (i << 2), value1(q, scale, lo, mult, hi, 15));
   }
 }
