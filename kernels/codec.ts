@@ -3,7 +3,7 @@
 // along axis 1) -> b-bit codes -> dense packing or bit-shuffle -> lossless stage.
 import { Arena, kernelsOrThrow, type KernelExports } from "./wasm.js";
 import { compress, decompressInto, type Codec, CODECS } from "./lossless.js";
-import { elementCount, headerLength, Kind, MAX_ELEMENTS, MAX_RANK, rawBodyLength, readHeader, writeHeader } from "./format.js";
+import { elementCount, headerLength, Kind, MAX_ELEMENTS, MAX_RANK, rawBodyLength, readHeader, writeHeader, type Header } from "./format.js";
 import { quantParams, type QuantParams } from "./reference.js";
 
 export type Bits = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 16 | 32 | "f16" | "f32";
@@ -58,6 +58,12 @@ function checkShape(x: Float32Array, shape: readonly number[]): void {
 
 function channelView(shape: readonly number[]): [outer: number, channels: number, inner: number] {
   return [shape[0], shape[1], elementCount(shape.slice(2))];
+}
+
+/** The min/max kernels leave the sign of a zero bound to input order: the payload stores +0. */
+function normalizeZeros(r: Float32Array): Float32Array {
+  for (let i = 0; i < r.length; i++) r[i] += 0;
+  return r;
 }
 
 function nonFinite(where: string): never {
@@ -121,7 +127,7 @@ function quantizeInto(
     if (n === 0) ranges = new Float32Array([0, 0]);
     else {
       k.f32_minmax__simd128(X, n, R);
-      ranges = new Float32Array(a.bytes.buffer, R, 2).slice();
+      ranges = normalizeZeros(new Float32Array(a.bytes.buffer, R, 2).slice());
       if (!Number.isFinite(ranges[0]) || !Number.isFinite(ranges[1])) nonFinite("");
     }
     p = quantParams(ranges[0], ranges[1], bits);
@@ -138,7 +144,7 @@ function quantizeInto(
     if (outer * inner === 0) new Float32Array(a.bytes.buffer, R, 2 * C).fill(0);
     else k.f32_minmax_channels__simd128(X, outer, C, inner, R);
     const mem = a.bytes.buffer;
-    ranges = new Float32Array(mem, R, 2 * C).slice();
+    ranges = normalizeZeros(new Float32Array(mem, R, 2 * C).slice());
     const params = new Float32Array(mem, P, 2 * C);
     for (let c = 0; c < C; c++) {
       if (!Number.isFinite(ranges[2 * c]) || !Number.isFinite(ranges[2 * c + 1])) nonFinite(` (channel ${c})`);
@@ -186,9 +192,27 @@ export function decode(bytes: Uint8Array, opts: DecodeOptions = {}): Float32Arra
 }
 
 export function decodeWithShape(bytes: Uint8Array, opts: DecodeOptions = {}): Decoded {
-  const k = kernelsOrThrow();
+  const h = readHeader(bytes, opts.maxElements ?? MAX_ELEMENTS);
+  const data = new Float32Array(elementCount(h.shape));
+  decodeBody(bytes, h, data);
+  return { data, shape: h.shape };
+}
+
+/**
+ * Decodes into `out` (exactly as many elements as the payload's shape) and returns the shape:
+ * the allocation-free form for a caller that reuses its output tensor.
+ */
+export function decodeInto(bytes: Uint8Array, out: Float32Array, opts: DecodeOptions = {}): number[] {
   const h = readHeader(bytes, opts.maxElements ?? MAX_ELEMENTS);
   const n = elementCount(h.shape);
+  if (out.length !== n) throw new Error(`decodeInto: payload has ${n} elements (shape [${h.shape}]), output ${out.length}`);
+  decodeBody(bytes, h, out);
+  return h.shape;
+}
+
+function decodeBody(bytes: Uint8Array, h: Header, result: Float32Array): void {
+  const k = kernelsOrThrow();
+  const n = result.length;
   const a = getArena(k);
   const body = a.take(h.rawLength);
   const Y = a.take(4 * n);
@@ -199,13 +223,12 @@ export function decodeWithShape(bytes: Uint8Array, opts: DecodeOptions = {}): De
   const stored = bytes.subarray(h.bodyOffset);
   decompressInto(h.codec, stored, new Uint8Array(a.bytes.buffer, body, h.rawLength));
   if (h.kind === Kind.Float32) {
-    const out = new Float32Array(n);
-    new Uint8Array(out.buffer).set(new Uint8Array(a.bytes.buffer, body, 4 * n));
-    return { data: out, shape: h.shape };
+    new Uint8Array(result.buffer, result.byteOffset, 4 * n).set(new Uint8Array(a.bytes.buffer, body, 4 * n));
+    return;
   }
   if (h.kind === Kind.Float16) k.f16_to_f32__scalar(body, n, Y);
   else dequantizeFrom(k, a, h.bits, h.shuffle, h.perChannel, h.shape, h.ranges, n, body, codesAt, Y);
-  return { data: new Float32Array(a.bytes.buffer, Y, n).slice(), shape: h.shape };
+  result.set(new Float32Array(a.bytes.buffer, Y, n));
 }
 
 function dequantizeFrom(

@@ -2,7 +2,7 @@
 // exactness at zeros/min/max, float passthrough, and rejection of malformed payloads.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { decode, decodeWithShape, encode, initKernels, CODECS, type Bits } from "../kernels/index.js";
+import { decode, decodeInto, decodeWithShape, encode, initKernels, CODECS, type Bits } from "../kernels/index.js";
 import * as api from "../kernels/index.js";
 import { minmaxRef, quantParams, roundoffBound } from "../kernels/reference.js";
 import { encodeRef } from "./kernels/encode-ref.js";
@@ -145,19 +145,22 @@ test("steady state: the WASM memory stops growing and a million calls leak nothi
   encode(x2, [1 << 16], { bits: 8, codec: "none" });
   decode(encode(x2, [1 << 16], { bits: 16, shuffle: true, codec: "none" }));
   const pages = k.memory.buffer.byteLength;
+  const y = new Float32Array(64);
   const t0 = performance.now();
   let calls = 0;
   for (; calls < 1_000_000; calls += 2) {
     const b = encode(x, [64], { bits: 4, shuffle: false, codec: "none" });
-    decode(b);
+    decodeInto(b, y);
     if (performance.now() - t0 > 2000) break; // a slow machine runs fewer; the bound is still checked
   }
   assert.is(k.memory.buffer.byteLength, pages, `WASM memory grew after ${calls} calls`);
+  assert.equal(y, decode(encode(x, [64], { bits: 4, shuffle: false, codec: "none" })));
+  assert.throws(() => decodeInto(encode(x, [64], { bits: 4 }), new Float32Array(63)), /payload has 64 elements/);
   console.log(`  steady state: ${calls} encode/decode calls, WASM memory constant at ${pages / 65536} pages`);
 });
 
 test("public API", () => {
-  assert.equal(Object.keys(api).sort(), ["CODECS", "DEFAULTS", "PAYLOAD_VERSION", "decode", "decodeWithShape", "encode", "initKernels", "initZstd", "readHeader"]);
+  assert.equal(Object.keys(api).sort(), ["CODECS", "DEFAULTS", "PAYLOAD_VERSION", "decode", "decodeInto", "decodeWithShape", "encode", "initKernels", "initZstd", "readHeader"]);
 });
 
 test.run();

@@ -17,7 +17,7 @@ export function encodeRef(x: Float32Array, shape: number[], bits: number | "f16"
   else {
     const codes = b > 8 ? new Uint16Array(n) : new Uint8Array(n);
     if (!pc) {
-      ranges = new Float32Array(n === 0 ? [0, 0] : minmaxRef(x));
+      ranges = new Float32Array(n === 0 ? [0, 0] : minmaxRef(x).map((v) => v + 0));
       codes.set(quantizeRef(x, quantParams(ranges[0], ranges[1], b)));
     } else {
       const [outer, C] = shape;
@@ -26,7 +26,7 @@ export function encodeRef(x: Float32Array, shape: number[], bits: number | "f16"
       for (let c = 0; c < C; c++) {
         const slab = new Float32Array(outer * inner);
         for (let o = 0; o < outer; o++) slab.set(x.subarray((o * C + c) * inner, (o * C + c + 1) * inner), o * inner);
-        if (slab.length) ranges.set(minmaxRef(slab), 2 * c);
+        if (slab.length) ranges.set(minmaxRef(slab).map((v) => v + 0), 2 * c);
         const p = quantParams(ranges[2 * c], ranges[2 * c + 1], b);
         for (let o = 0; o < outer; o++) {
           const at = (o * C + c) * inner;

@@ -5,7 +5,8 @@
 
 @inline
 function values4(q: v128, vScale: v128, vLo: v128, vMult: v128, vHi: v128, vTop: v128): v128 {
-  const y = f32x4.mul(f32x4.add(f32x4.mul(f32x4.convert_i32x4_u(q), vScale), vLo), vMult);
+  // Codes are < 2^16, so the signed conversion (one instruction; the unsigned one is not) is exact.
+  const y = f32x4.mul(f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(q), vScale), vLo), vMult);
   return v128.bitselect(vHi, y, i32x4.eq(q, vTop));
 }
 
@@ -77,7 +78,7 @@ export function u4_unpack_dequantize_f32__simd128(packed: usize, n: usize, scale
   let i: usize = 0;
   for (; i + 32 <= n; i += 32) {
     const v = v128.load(packed + (i >> 1));
-    const even = v128.and(v, nibble), odd = i8x16.shr_u(v, 4);
+    const even = v128.and(v, nibble), odd = v128.and(i16x8.shr_u(v, 4), nibble);
     const a = i8x16.shuffle(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const b = i8x16.shuffle(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     const al = i16x8.extend_low_i8x16_u(a), ah = i16x8.extend_high_i8x16_u(a);

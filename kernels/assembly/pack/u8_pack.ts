@@ -77,7 +77,7 @@ export function u8_pack_u2__simd128(codes: usize, n: usize, out: usize): void {
 export function u8_pack_u1__simd128(codes: usize, n: usize, out: usize): void {
   let i: usize = 0;
   // The code bit moved to each lane's sign bit; bitmask gathers 16 of them in element order.
-  for (; i + 16 <= n; i += 16) store<u16>(out + (i >> 3), i8x16.bitmask(i8x16.shl(v128.load(codes + i), 7)));
+  for (; i + 16 <= n; i += 16) store<u16>(out + (i >> 3), i8x16.bitmask(i16x8.shl(v128.load(codes + i), 7)));
   u8_pack_ub__scalar(codes + i, n - i, 1, out + (i >> 3));
 }
 
@@ -86,7 +86,8 @@ export function u8_unpack_u4__simd128(packed: usize, n: usize, codes: usize): vo
   let i: usize = 0;
   for (; i + 32 <= n; i += 32) {
     const v = v128.load(packed + (i >> 1));
-    const even = v128.and(v, nibble), odd = i8x16.shr_u(v, 4);
+    // i16x8 shift + mask: x86 has no 8-bit lane shifts, so i8x16.shr_u costs several instructions.
+    const even = v128.and(v, nibble), odd = v128.and(i16x8.shr_u(v, 4), nibble);
     v128.store(codes + i, i8x16.shuffle(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23));
     v128.store(codes + i, i8x16.shuffle(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), 16);
   }
@@ -99,11 +100,11 @@ export function u8_unpack_u2__simd128(packed: usize, n: usize, codes: usize): vo
   for (; i + 64 <= n; i += 64) {
     const v = v128.load(packed + (i >> 2));
     // Split bytes into nibbles (pairs of codes), then nibbles into codes, interleaving each time.
-    const e = v128.and(v, nibble), o = i8x16.shr_u(v, 4);
+    const e = v128.and(v, nibble), o = v128.and(i16x8.shr_u(v, 4), nibble);
     const n0 = i8x16.shuffle(e, o, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const n1 = i8x16.shuffle(e, o, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    const e0 = v128.and(n0, crumb), o0 = i8x16.shr_u(n0, 2);
-    const e1 = v128.and(n1, crumb), o1 = i8x16.shr_u(n1, 2);
+    const e0 = v128.and(n0, crumb), o0 = v128.and(i16x8.shr_u(n0, 2), crumb);
+    const e1 = v128.and(n1, crumb), o1 = v128.and(i16x8.shr_u(n1, 2), crumb);
     const p = codes + i;
     v128.store(p, i8x16.shuffle(e0, o0, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23));
     v128.store(p, i8x16.shuffle(e0, o0, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), 16);
@@ -115,12 +116,12 @@ export function u8_unpack_u2__simd128(packed: usize, n: usize, codes: usize): vo
 
 export function u8_unpack_u1__simd128(packed: usize, n: usize, codes: usize): void {
   // Lanes 0..7 test bits 0..7 of the first byte, lanes 8..15 those of the second.
-  const spread = v128(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const bit = v128(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const one = i8x16.splat(1);
   let i: usize = 0;
   for (; i + 16 <= n; i += 16) {
-    const v = i8x16.swizzle(v128.load16_splat(packed + (i >> 3)), spread);
+    const w = v128.load16_splat(packed + (i >> 3));
+    const v = i8x16.shuffle(w, w, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     v128.store(codes + i, v128.and(i8x16.eq(v128.and(v, bit), bit), one));
   }
   u8_unpack_ub__scalar(packed + (i >> 3), n - i, 1, codes + i);

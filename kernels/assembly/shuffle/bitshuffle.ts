@@ -49,22 +49,28 @@ function unshuffleTail(planes: usize, wide: bool, i: usize, n: usize, bits: u32,
 export function u8_bitshuffle__simd128(codes: usize, n: usize, bits: u32, out: usize): void {
   const P = planeBytesOf(n);
   let i: usize = 0;
+  const top = 8 - bits;
   for (; i + 16 <= n; i += 16) {
-    const v = v128.load(codes + i);
+    // The top code bit moved to each lane's sign bit; bitmask gathers 16 of them in element
+    // order; v + v (one instruction, unlike an 8-bit shift on x86) brings up the next bit.
+    let v = i16x8.shl(v128.load(codes + i), top); // bits shifted across bytes are out of the code's range
     const o = out + (i >> 3);
-    // Bit j moved to the sign bit of every lane; bitmask gathers 16 of them in element order.
-    for (let j: u32 = 0; j < bits; j++) store<u16>(o + <usize>j * P, i8x16.bitmask(i8x16.shl(v, 7 - j)));
+    for (let j = <i32>bits - 1; j >= 0; j--) {
+      store<u16>(o + <usize>j * P, i8x16.bitmask(v));
+      v = i8x16.add(v, v);
+    }
   }
   shuffleTail(codes, false, i, n, bits, out);
 }
 
 @inline
 function spreadBits(planes: usize, P: usize, i: usize, first: u32, count: u32): v128 {
-  const spread = v128(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const bit = v128(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   let acc = i8x16.splat(0);
   for (let j: u32 = 0; j < count; j++) {
-    const v = i8x16.swizzle(v128.load16_splat(planes + <usize>(first + j) * P + (i >> 3)), spread);
+    // Lanes 0..7 test bits 0..7 of the plane's first byte, lanes 8..15 those of the second.
+    const w = v128.load16_splat(planes + <usize>(first + j) * P + (i >> 3));
+    const v = i8x16.shuffle(w, w, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const planeBit: i32 = 1 << <i32>j;
     acc = v128.or(acc, v128.and(i8x16.eq(v128.and(v, bit), bit), i8x16.splat(<i8>planeBit)));
   }
@@ -88,8 +94,16 @@ export function u16_bitshuffle__simd128(codes: usize, n: usize, bits: u32, out: 
     const lo = i8x16.shuffle(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const hi = i8x16.shuffle(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const o = out + (i >> 3);
-    for (let j: u32 = 0; j < lowBits; j++) store<u16>(o + <usize>j * P, i8x16.bitmask(i8x16.shl(lo, 7 - j)));
-    for (let j: u32 = 8; j < bits; j++) store<u16>(o + <usize>j * P, i8x16.bitmask(i8x16.shl(hi, 15 - j)));
+    let l = lo;
+    for (let j = 7; j >= 0; j--) {
+      if (<u32>j < lowBits) store<u16>(o + <usize>j * P, i8x16.bitmask(l));
+      l = i8x16.add(l, l);
+    }
+    let h = i16x8.shl(hi, 16 - <i32>bits);
+    for (let j = <i32>bits - 1; j >= 8; j--) {
+      store<u16>(o + <usize>j * P, i8x16.bitmask(h));
+      h = i8x16.add(h, h);
+    }
   }
   shuffleTail(codes, true, i, n, bits, out);
 }
