@@ -3,8 +3,10 @@ import { readFileSync } from "node:fs";
 import { DynoError, UsageError } from "../compiler/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
 import { inspect } from "./commands/inspect.js";
+import { split } from "./commands/split.js";
+import { verify } from "./commands/verify.js";
 
-const COMMANDS: Command[] = [inspect];
+const COMMANDS: Command[] = [inspect, split, verify];
 
 /** The package version (this file runs from cli/ under tsx and from dist/cli/ when built). */
 function version(): string {

@@ -1,11 +1,14 @@
 // dyno inspect MODEL [--input-shape NAME=D,...] [--json]
 import { dtypeName } from "../../compiler/ir/dtype.js";
 import type { Value } from "../../compiler/ir/graph.js";
-import { analyzeModel, type Analysis } from "../../compiler/passes/analyze.js";
+import { analyzeModel, type Analysis } from "../../compiler/pipeline.js";
 import { fmt } from "../../compiler/passes/infer-shapes.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { humanBytes, humanCount, table } from "../format.js";
 import { UsageError } from "../../compiler/errors.js";
+import { writeFileSync } from "node:fs";
+import { basename } from "node:path";
+import { cutPlotSvg } from "../plot.js";
 
 export const inspect: Command = {
   name: "inspect",
@@ -14,10 +17,12 @@ export const inspect: Command = {
   help: [
     "  --input-shape NAME=D1,D2,...   fix an input's dims (repeatable), e.g. input=1,3,224,224",
     "  --json                         print the same data as JSON",
+    "  --plot FILE.svg                draw bytes crossing and device MACs per candidate cut",
   ].join("\n"),
   options: {
     "input-shape": { type: "string", multiple: true },
     json: { type: "boolean" },
+    plot: { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError(`inspect: expected one MODEL, got ${positionals.length}\nusage: dyno ${inspect.usage}`);
@@ -25,6 +30,13 @@ export const inspect: Command = {
     const report = inspectReport(analysis);
     if (values.json) console.log(JSON.stringify(report, null, 2));
     else console.log(renderInspect(report));
+    if (values.plot) {
+      const file = values.plot as string;
+      const inputBytes = report.cuts[0]?.bytes ?? 0;
+      const points = report.cuts.map((c) => ({ index: c.index, bytes: c.bytes, devicePercent: c.deviceMacsPercent, dominated: c.dominated, label: c.tensors.join(", ") }));
+      writeFileSync(file, cutPlotSvg(`${basename(report.model)}: bytes crossing and device MACs per cut`, points, inputBytes));
+      if (!values.json) console.log(`plot        ${file}`);
+    }
     return 0;
   },
 };
@@ -57,6 +69,16 @@ export function inspectReport(a: Analysis) {
     costsAssume: "symbolic dims = 1 (one input per inference)",
     shapesFromOnnxruntime: a.observed,
     unsupportedOps: a.unsupportedOps,
+    cuts: a.cuts.cuts.map((c) => ({
+      index: c.index,
+      kind: c.kind,
+      tensors: c.tensors,
+      bytes: c.bytes,
+      deviceMacs: c.deviceMacs,
+      deviceMacsPercent: Number(((100 * c.deviceMacs) / total).toFixed(2)),
+      cloudMacs: c.cloudMacs,
+      dominated: c.dominated,
+    })),
     nodes: a.costs.nodes.map((c, index) => {
       cumulative += c.macs;
       return {
@@ -85,9 +107,13 @@ export function renderInspect(r: InspectReport): string {
     `${n.cumulativeMacsPercent.toFixed(1)}%`,
     humanBytes(n.outputBytes),
   ]);
+  const cutRows = r.cuts.map((c) => [c.index, c.kind, shorten(c.tensors), humanBytes(c.bytes), `${c.deviceMacsPercent.toFixed(1)}%`, c.dominated ? "dominated" : ""]);
   const t = (x: TensorInfo) => `${x.name} ${x.dtype}[${fmt(x.shape ?? undefined)}]`;
   const lines = [
     table(["#", "name", "op", "output shape", "MACs", "cum MACs", "out bytes"], rows),
+    "",
+    "candidate cuts (float32 bytes crossing; dominated: another cut has fewer bytes and no more device work)",
+    table(["cut", "kind", "tensors", "bytes", "device MACs", ""], cutRows),
     "",
     `model       ${r.model}${r.producer ? ` (${r.producer})` : ""}, IR ${r.irVersion}, ${r.nodeCount} nodes`,
     `inputs      ${r.inputs.map(t).join(", ")}`,
@@ -100,4 +126,10 @@ export function renderInspect(r: InspectReport): string {
     lines.push(`note        ${r.shapesFromOnnxruntime.length} shape(s) observed with onnxruntime (no static rule${r.unsupportedOps.length ? ` for ${r.unsupportedOps.join(", ")}` : ""})`);
   }
   return lines.join("\n");
+}
+
+function shorten(names: string[]): string {
+  const shown = names.slice(0, 2).join(", ");
+  const text = names.length > 2 ? `${shown} (+${names.length - 2})` : shown;
+  return text.length > 70 ? `${text.slice(0, 67)}...` : text;
 }

@@ -8,6 +8,7 @@ import { buildModel, node } from "../../compiler/ir/builder.js";
 import { Model } from "../../compiler/ir/graph.js";
 import { Tensor } from "../../compiler/ir/tensor.js";
 import { ModelProto, PLAIN, type Plain } from "../../compiler/onnx/proto.js";
+import { randomFloats as uniform } from "../../runtime/random.js";
 
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export const MODELS_DIR = join(REPO, "models");
@@ -57,23 +58,11 @@ export function tempDir(prefix: string): string {
   return dir;
 }
 
-/** mulberry32: a tiny seeded generator, so random tests replay from their seed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../../runtime/random.js";
 
+/** Uniform floats in [-scale, scale) (scale 0.1: weight-sized values). */
 export function randomFloats(n: number, seed: number, scale = 0.1): Float32Array {
-  const next = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (next() * 2 - 1) * scale;
-  return out;
+  return uniform(n, seed, scale);
 }
 
 export const INT64_MAX = "9223372036854775807";
