@@ -58,8 +58,9 @@ export function cutPlotSvg(title: string, points: CutPoint[], inputBytes: number
   return out.join("\n") + "\n";
 }
 
+/** Decimal labels for the power-of-ten grid lines: 10 B, 1 kB, 100 kB, 1 MB. */
 function humanBytes(n: number): string {
-  if (n >= 2 ** 20) return `${+(n / 2 ** 20).toPrecision(3)} MiB`;
-  if (n >= 2 ** 10) return `${+(n / 2 ** 10).toPrecision(3)} KiB`;
+  if (n >= 1e6) return `${+(n / 1e6).toPrecision(3)} MB`;
+  if (n >= 1e3) return `${+(n / 1e3).toPrecision(3)} kB`;
   return `${+n.toPrecision(3)} B`;
 }

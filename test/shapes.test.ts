@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { buildModel, floats, node } from "../compiler/ir/builder.js";
 import { Tensor } from "../compiler/ir/tensor.js";
 import { loadModel } from "../compiler/onnx/import.js";
-import { analyzeModel } from "../compiler/passes/analyze.js";
+import { analyzeModel } from "../compiler/pipeline.js";
 import { computeCosts } from "../compiler/passes/costs.js";
 import { fmt, inferShapes } from "../compiler/passes/infer-shapes.js";
 import { DynoError } from "../compiler/errors.js";
