@@ -19,8 +19,7 @@
 // on its side (or folded to a constant when its source tensor is on the other side); boundary
 // tensors declared with dtype and shape (the batch stays symbolic); original names; opsets.
 import { GraphError, UsageError } from "../errors.js";
-import { DataType } from "../ir/dtype.js";
-import { Graph, Model, tensorTypeDesc, type Node, type Value } from "../ir/graph.js";
+import { AttrType, Graph, Model, tensorTypeDesc, type Attribute, type Node, type Value } from "../ir/graph.js";
 import { topoSort, verifyOrThrow } from "../ir/order.js";
 import { Tensor } from "../ir/tensor.js";
 import { staticValues, type StaticFacts } from "./static-values.js";
@@ -87,10 +86,10 @@ function checkCutTensors(model: Model, cut: readonly string[], statics: StaticFa
   const inner = subgraphNames(g);
   for (const name of cut) {
     if (inner.has(name)) throw new UsageError(`tensor "${name}" is inside the body of ${inner.get(name)!.label} (${inner.get(name)!.opType}); a cut cannot pass through a subgraph`);
+    if (statics.values.has(name)) throw new UsageError(`tensor "${name}" is a constant or shape computation; it never crosses a cut`);
     if (!g.has(name) || (!g.value(name).producer && !g.inputs.includes(g.value(name)))) {
       throw new UsageError(`cut tensor "${name}" not found in model "${model.source}"`);
     }
-    if (statics.values.has(name)) throw new UsageError(`tensor "${name}" is a constant or shape computation; it never crosses a cut`);
   }
 }
 
@@ -156,14 +155,15 @@ function buildPart(model: Model, statics: StaticFacts, nodes: Node[], inputs: re
 
   // Static values this part reads: copy their producing nodes, fold Shape of an absent tensor.
   const neededStatic = new Set<Node>();
-  const folded: Tensor[] = [];
+  const folded: FoldedShape[] = [];
+  const local = inputs.map((name) => src.value(name));
   const initializers = new Set<string>();
   const needStatic = (v: Value) => {
     if (src.initializers.has(v.name)) return void initializers.add(v.name);
     const p = v.producer;
     if (!p || neededStatic.has(p)) return;
     if ((p.opType === "Shape" || p.opType === "Size") && !available.has(p.inputs[0]!.name) && !src.initializers.has(p.inputs[0]!.name)) {
-      folded.push(foldShape(p, v));
+      folded.push(foldShape(p, v, local));
       return;
     }
     neededStatic.add(p);
@@ -173,7 +173,7 @@ function buildPart(model: Model, statics: StaticFacts, nodes: Node[], inputs: re
   for (const name of outputs) if (statics.values.has(name)) needStatic(src.value(name));
 
   for (const t of src.initializers.values()) if (initializers.has(t.name)) part.addInitializer(t);
-  for (const t of folded) part.addInitializer(t);
+  for (const f of folded) for (const t of f.initializers) part.addInitializer(t);
   for (const name of inputs) {
     const v = part.value(name);
     const s = src.value(name);
@@ -191,6 +191,9 @@ function buildPart(model: Model, statics: StaticFacts, nodes: Node[], inputs: re
       extra: n.extra,
       implicit: n.implicitInputs.map((v) => v.name),
     });
+  }
+  for (const f of folded) {
+    for (const n of f.nodes) part.addNode(n.op, n.inputs, [n.output], { name: `${n.output}__node`, attributes: n.attributes ?? [] });
   }
   for (const v of part.values.values()) {
     const s = src.values.get(v.name);
@@ -216,19 +219,49 @@ function declare(v: Value) {
   return { type: tensorTypeDesc(v.dtype, v.shape) };
 }
 
-/** Shape(x) where x lives on the other side: a constant, if x's shape is fully known. */
-function foldShape(node: Node, out: Value): Tensor {
+interface FoldedShape {
+  initializers: Tensor[];
+  nodes: { op: string; inputs: string[]; output: string; attributes?: Attribute[] }[];
+}
+
+/**
+ * Shape(x) where x lives on the other side of the cut: a constant when x's shape is static;
+ * otherwise each symbolic dim is read from a tensor this part has that carries the same symbol
+ * (the batch crosses with every activation): Concat(constants, Gather(Shape(y), k)).
+ */
+function foldShape(node: Node, out: Value, local: Value[]): FoldedShape {
   const x = node.inputs[0]!;
   const shape = x.shape;
-  if (!shape || shape.some((d) => typeof d !== "number")) {
-    throw new UsageError(`${node.label} reads the shape of "${x.name}" on the other side of the cut, and that shape is not static: fix it with --input-shape`);
-  }
-  const dims = shape as number[];
-  if (node.opType === "Size") return Tensor.fromInt64(out.name, [], [dims.reduce((a, b) => a * b, 1)]);
-  const r = dims.length;
+  if (!shape) throw new UsageError(`${node.label} reads the shape of "${x.name}" on the other side of the cut, and that shape is unknown`);
+  const r = shape.length;
   const norm = (a: number) => Math.min(r, Math.max(0, a < 0 ? a + r : a));
-  const start = norm(node.attrInt("start", 0));
-  const end = norm(node.attrInt("end", r));
-  const slice = dims.slice(start, end);
-  return new Tensor(out.name, DataType.INT64, [slice.length], { raw: new Uint8Array(BigInt64Array.from(slice.map(BigInt)).buffer) });
+  const dims = node.opType === "Size" ? shape : shape.slice(norm(node.attrInt("start", 0)), norm(node.attrInt("end", r)));
+  if (dims.every((d) => typeof d === "number")) {
+    const values = dims as number[];
+    if (node.opType === "Size") return { initializers: [Tensor.fromInt64(out.name, [], [values.reduce((a, b) => a * b, 1)])], nodes: [] };
+    return { initializers: [Tensor.fromInt64(out.name, [values.length], values)], nodes: [] };
+  }
+  if (node.opType === "Size") throw new UsageError(`${node.label} reads the size of "${x.name}" across the cut and it is not static: fix it with --input-shape`);
+  const folded: FoldedShape = { initializers: [], nodes: [] };
+  const pieces: string[] = [];
+  const shapes = new Map<string, string>();
+  dims.forEach((d, i) => {
+    const piece = `${out.name}__dyno_dim${i}`;
+    pieces.push(piece);
+    if (typeof d === "number") return void folded.initializers.push(Tensor.fromInt64(piece, [1], [d]));
+    const source = local.find((v) => v.shape?.includes(d));
+    if (d === null || !source) {
+      throw new UsageError(`${node.label} reads the shape of "${x.name}" across the cut; its dim ${i} (${d ?? "?"}) is not static and no tensor of this part carries it: fix it with --input-shape`);
+    }
+    if (!shapes.has(source.name)) {
+      const s = `${out.name}__dyno_shape_of_${source.name}`;
+      shapes.set(source.name, s);
+      folded.nodes.push({ op: "Shape", inputs: [source.name], output: s });
+    }
+    const k = `${piece}__index`;
+    folded.initializers.push(Tensor.fromInt64(k, [1], [source.shape!.indexOf(d)]));
+    folded.nodes.push({ op: "Gather", inputs: [shapes.get(source.name)!, k], output: piece, attributes: [{ name: "axis", type: AttrType.INT, i: 0 }] });
+  });
+  folded.nodes.push({ op: "Concat", inputs: pieces, output: out.name, attributes: [{ name: "axis", type: AttrType.INT, i: 0 }] });
+  return folded;
 }
