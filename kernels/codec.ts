@@ -124,25 +124,26 @@ function quantizeInto(
     }
     p = quantParams(ranges[0], ranges[1], bits);
     if (bits === 4 && !shuffle) {
-      k.f32_quantize_pack_u4__simd128(X, n, p.inv, p.bias, body);
+      k.f32_quantize_pack_u4__simd128(X, n, p.pre, p.qlo, p.inv, body);
       return ranges;
     }
-    if (wide) k.f32_quantize_u16__simd128(X, n, p.inv, p.bias, maxCode, codes);
-    else k.f32_quantize_u8__simd128(X, n, p.inv, p.bias, maxCode, codes);
+    if (wide) k.f32_quantize_u16__simd128(X, n, p.pre, p.qlo, p.inv, maxCode, codes);
+    else k.f32_quantize_u8__simd128(X, n, p.pre, p.qlo, p.inv, maxCode, codes);
   } else {
     const [outer, C, inner] = channelView(shape);
     const R = a.take(8 * C);
-    const P = a.take(8 * C);
+    const P = a.take(16 * C);
     if (outer * inner === 0) new Float32Array(a.bytes.buffer, R, 2 * C).fill(0);
     else k.f32_minmax_channels__simd128(X, outer, C, inner, R);
     const mem = a.bytes.buffer;
     ranges = normalizeZeros(new Float32Array(mem, R, 2 * C).slice());
-    const params = new Float32Array(mem, P, 2 * C);
+    const params = new Float32Array(mem, P, 4 * C);
     for (let c = 0; c < C; c++) {
       if (!Number.isFinite(ranges[2 * c]) || !Number.isFinite(ranges[2 * c + 1])) nonFinite(` (channel ${c})`);
       const q = quantParams(ranges[2 * c], ranges[2 * c + 1], bits);
-      params[2 * c] = q.inv;
-      params[2 * c + 1] = q.bias;
+      params[4 * c] = q.pre;
+      params[4 * c + 1] = q.qlo;
+      params[4 * c + 2] = q.inv;
     }
     if (wide) k.f32_quantize_u16_channels__simd128(X, outer, C, inner, P, maxCode, codes);
     else k.f32_quantize_u8_channels__simd128(X, outer, C, inner, P, maxCode, codes);

@@ -9,8 +9,10 @@ const F32_MAX = 3.4028234663852886e38;
 export interface QuantParams {
   lo: number;
   hi: number;
+  /** Quantisation q = roundeven(clamp((x * pre - qlo) * inv, 0, maxCode)). */
+  pre: number;
+  qlo: number;
   inv: number;
-  bias: number;
   /** Dequantisation x = (q * step + offset) * mult, the top code giving hi exactly. */
   step: number;
   offset: number;
@@ -31,15 +33,14 @@ export function quantParams(min: number, max: number, bits: number): QuantParams
   const maxCode = bits === 16 ? 65535 : (1 << bits) - 1;
   const lo = min === 0 ? 0 : min; // -0 -> +0: a zero bound decodes to +0
   const range = max - lo; // float64: exact enough and never overflows for float32 inputs
-  let inv = range > 0 ? Math.fround(maxCode / range) : 0;
+  // x - min and q * step + min would overflow for ranges wider than float32: halving keeps every
+  // partial result finite (the final * 2 of dequantisation is exact).
+  const mult = range > F32_MAX ? 2 : 1;
+  let inv = range > 0 ? Math.fround(maxCode / (range / mult)) : 0;
   // A range so small (float32 subnormals) that inv overflows is treated as constant.
   if (!Number.isFinite(inv)) inv = 0;
-  const bias = -Math.fround(lo * inv);
-  // q * step + lo would overflow for ranges wider than float32; halving keeps every partial
-  // result finite and the final * 2 is exact. mult = 1 is the plain q * step + lo.
-  const mult = range > F32_MAX ? 2 : 1;
   const step = inv === 0 ? 0 : Math.fround(range / maxCode / mult);
-  return { lo, hi: inv === 0 ? lo : max, inv, bias, step, offset: lo / mult, mult, maxCode };
+  return { lo, hi: inv === 0 ? lo : max, pre: 1 / mult, qlo: lo / mult, inv, step, offset: lo / mult, mult, maxCode };
 }
 
 /** Slack on top of scale / 2 from float32 roundings in quantise and dequantise. */
@@ -75,7 +76,7 @@ export function quantizeRef(x: Float32Array, p: QuantParams): Uint8Array | Uint1
 }
 
 export function quantizeOne(v: number, p: QuantParams): number {
-  const y = Math.fround(Math.fround(v * p.inv) + p.bias);
+  const y = Math.fround(Math.fround(Math.fround(v * p.pre) - p.qlo) * p.inv);
   return roundEven(Math.min(Math.max(y, 0), p.maxCode));
 }
 

@@ -61,15 +61,15 @@ test("f32_quantize_u8/u16__simd128 match the reference at every bit width", () =
         const X = c.put(x), Q = c.out(bits > 8 ? 2 * n : n);
         const ctx = `bits=${bits} family=${family} n=${n}`;
         if (bits > 8) {
-          k.f32_quantize_u16__simd128(X, n, p.inv, p.bias, p.maxCode, Q);
+          k.f32_quantize_u16__simd128(X, n, p.pre, p.qlo, p.inv, p.maxCode, Q);
           expectSame("f32_quantize_u16__simd128", c.u16(Q, n), quantizeRef(x, p), ctx);
         } else {
-          k.f32_quantize_u8__simd128(X, n, p.inv, p.bias, p.maxCode, Q);
+          k.f32_quantize_u8__simd128(X, n, p.pre, p.qlo, p.inv, p.maxCode, Q);
           expectSame("f32_quantize_u8__simd128", c.u8(Q, n), quantizeRef(x, p), ctx);
         }
         if (bits === 4) {
           const P = c.out(Math.ceil(n / 2));
-          k.f32_quantize_pack_u4__simd128(X, n, p.inv, p.bias, P);
+          k.f32_quantize_pack_u4__simd128(X, n, p.pre, p.qlo, p.inv, P);
           expectSame("f32_quantize_pack_u4__simd128", c.u8(P, Math.ceil(n / 2)), packRef(quantizeRef(x, p), 4), ctx);
         }
       }
@@ -122,12 +122,12 @@ test("per-channel quantise/dequantise (axis 1) match the per-slab reference", ()
         }
       }
       const ranges = n > 0 ? c.f32(R, 2 * C) : new Float32Array(2 * C);
-      const params = new Float32Array(2 * C), dparams = new Float32Array(4 * C);
+      const params = new Float32Array(4 * C), dparams = new Float32Array(4 * C);
       const want = bits > 8 ? new Uint16Array(n) : new Uint8Array(n);
       const wantY = new Float32Array(n);
       for (let ch = 0; ch < C; ch++) {
         const p = quantParams(ranges[2 * ch], ranges[2 * ch + 1], bits);
-        params.set([p.inv, p.bias], 2 * ch);
+        params.set([p.pre, p.qlo, p.inv, 0], 4 * ch);
         dparams.set([p.step, p.offset, p.mult, p.hi], 4 * ch);
         for (let o = 0; o < outer; o++) {
           const at = (o * C + ch) * inner;

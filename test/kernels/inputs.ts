@@ -17,7 +17,7 @@ export function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }
 
-export const FAMILIES = ["normal", "relu", "zeros", "constant", "negative", "huge", "tiny"] as const;
+export const FAMILIES = ["normal", "relu", "zeros", "constant", "negative", "huge", "tiny", "offset"] as const;
 export type Family = (typeof FAMILIES)[number];
 
 /** n finite float32 values of one family (the edge cases the issue names, plus two common shapes). */
@@ -32,6 +32,7 @@ export function makeInput(family: Family, n: number, r: () => number): Float32Ar
       case "negative": x[i] = -(Math.abs(gaussian(r)) + 0.25); break;
       case "huge": x[i] = (r() * 2 - 1) * 3.4e38; break; // max - min overflows float32
       case "tiny": x[i] = r() * 1e-40; break; // subnormals: a range whose 1/scale overflows
+      case "offset": x[i] = 1000 + r(); break; // range far from zero: precision of x - min
     }
   }
   if (family === "huge" && n >= 2) (x[0] = -3.4028234663852886e38), (x[1] = 3.4028234663852886e38);
