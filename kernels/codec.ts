@@ -4,7 +4,7 @@
 import { Arena, kernelsOrThrow, type KernelExports } from "./wasm.js";
 import { compress, decompressInto, type Codec, CODECS } from "./lossless.js";
 import { elementCount, headerLength, Kind, MAX_ELEMENTS, MAX_RANK, rawBodyLength, readHeader, writeHeader, type Header } from "./format.js";
-import { quantParams, type QuantParams } from "./reference.js";
+import { quantParams } from "./reference.js";
 
 export type Bits = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 16 | 32 | "f16" | "f32";
 
@@ -109,11 +109,10 @@ function quantizeInto(
   k: KernelExports, a: Arena, X: number, n: number, shape: readonly number[],
   bits: number, shuffle: boolean, perChannel: boolean, body: number,
 ): Float32Array {
-  const maxCode = bits === 16 ? 65535 : (1 << bits) - 1;
   const wide = bits === 16;
   let ranges: Float32Array;
-  let p: QuantParams | undefined;
-  const codes = bits === 8 && !shuffle ? body : bits === 16 && !shuffle ? body : a.take(wide ? 2 * n : n);
+  // Packed 8- and 16-bit bodies are the codes themselves.
+  const codes = (bits === 8 || wide) && !shuffle ? body : a.take(wide ? 2 * n : n);
   if (!perChannel) {
     const R = a.take(8);
     if (n === 0) ranges = new Float32Array([0, 0]);
@@ -122,13 +121,13 @@ function quantizeInto(
       ranges = normalizeZeros(new Float32Array(a.bytes.buffer, R, 2).slice());
       if (!Number.isFinite(ranges[0]) || !Number.isFinite(ranges[1])) nonFinite("");
     }
-    p = quantParams(ranges[0], ranges[1], bits);
+    const p = quantParams(ranges[0], ranges[1], bits);
     if (bits === 4 && !shuffle) {
       k.f32_quantize_pack_u4__simd128(X, n, p.pre, p.qlo, p.inv, body);
       return ranges;
     }
-    if (wide) k.f32_quantize_u16__simd128(X, n, p.pre, p.qlo, p.inv, maxCode, codes);
-    else k.f32_quantize_u8__simd128(X, n, p.pre, p.qlo, p.inv, maxCode, codes);
+    if (wide) k.f32_quantize_u16__simd128(X, n, p.pre, p.qlo, p.inv, codes);
+    else k.f32_quantize_u8__simd128(X, n, p.pre, p.qlo, p.inv, codes);
   } else {
     const [outer, C, inner] = channelView(shape);
     const R = a.take(8 * C);
@@ -145,8 +144,8 @@ function quantizeInto(
       params[4 * c + 1] = q.qlo;
       params[4 * c + 2] = q.inv;
     }
-    if (wide) k.f32_quantize_u16_channels__simd128(X, outer, C, inner, P, maxCode, codes);
-    else k.f32_quantize_u8_channels__simd128(X, outer, C, inner, P, maxCode, codes);
+    if (wide) k.f32_quantize_u16_channels__simd128(X, outer, C, inner, P, codes);
+    else k.f32_quantize_u8_channels__simd128(X, outer, C, inner, P, codes);
   }
   if (shuffle) {
     if (wide) k.u16_bitshuffle__simd128(codes, n, bits, body);

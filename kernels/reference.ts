@@ -75,9 +75,11 @@ export function quantizeRef(x: Float32Array, p: QuantParams): Uint8Array | Uint1
   return out;
 }
 
+/** The kernels' precondition, checked here: v is inside the range p was made from. */
 export function quantizeOne(v: number, p: QuantParams): number {
   const y = Math.fround(Math.fround(Math.fround(v * p.pre) - p.qlo) * p.inv);
-  return roundEven(Math.min(Math.max(y, 0), p.maxCode));
+  if (!(y >= 0 && y < p.maxCode + 0.5)) throw new Error(`quantizeRef: ${v} is outside the range (code ${y})`);
+  return roundEven(y);
 }
 
 export function dequantizeRef(codes: Uint8Array | Uint16Array, p: QuantParams): Float32Array {

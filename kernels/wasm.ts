@@ -13,10 +13,10 @@ export interface KernelExports {
   heap_base(): number;
   f32_minmax__simd128(x: number, n: number, out: number): void;
   f32_minmax_channels__simd128(x: number, outer: number, channels: number, inner: number, out: number): void;
-  f32_quantize_u8__simd128(x: number, n: number, pre: number, qlo: number, inv: number, maxCode: number, out: number): void;
-  f32_quantize_u16__simd128(x: number, n: number, pre: number, qlo: number, inv: number, maxCode: number, out: number): void;
-  f32_quantize_u8_channels__simd128(x: number, outer: number, channels: number, inner: number, params: number, maxCode: number, out: number): void;
-  f32_quantize_u16_channels__simd128(x: number, outer: number, channels: number, inner: number, params: number, maxCode: number, out: number): void;
+  f32_quantize_u8__simd128(x: number, n: number, pre: number, qlo: number, inv: number, out: number): void;
+  f32_quantize_u16__simd128(x: number, n: number, pre: number, qlo: number, inv: number, out: number): void;
+  f32_quantize_u8_channels__simd128(x: number, outer: number, channels: number, inner: number, params: number, out: number): void;
+  f32_quantize_u16_channels__simd128(x: number, outer: number, channels: number, inner: number, params: number, out: number): void;
   f32_quantize_pack_u4__simd128(x: number, n: number, pre: number, qlo: number, inv: number, out: number): void;
   u8_dequantize_f32__simd128(codes: number, n: number, step: number, offset: number, mult: number, hi: number, top: number, out: number): void;
   u16_dequantize_f32__simd128(codes: number, n: number, step: number, offset: number, mult: number, hi: number, top: number, out: number): void;
