@@ -32,35 +32,40 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
     writeFileSync(path, serializeModel(model));
     return;
   }
-  if (!ext.location || basename(ext.location) !== ext.location) {
-    throw new UsageError(`external data location "${ext.location}" must be a plain file name next to the model`);
-  }
-  const threshold = ext.threshold ?? 1024;
-  const dataPath = join(dirname(resolve(path)), ext.location);
-  // Write to a temporary file first: the model may be reading its tensors from `dataPath` itself.
-  const tmp = `${dataPath}.tmp-${process.pid}`;
+  const weights = writeWeights(model.graph.initializers.values(), join(dirname(resolve(path)), checkLocation(ext.location)), ext.threshold ?? 1024);
+  saveModelWithWeights(model, path, weights);
+}
+
+/** Where each tensor of a shared weights file lives. */
+export interface SharedWeights {
+  location: string;
+  index: Map<string, { offset: number; length: number }>;
+}
+
+/**
+ * Writes the tensors of at least `threshold` bytes to one data file (64-byte aligned), for any
+ * number of graphs to reference with `saveModelWithWeights`: a bundle stores its weights once.
+ * Written to a temporary file and renamed, since the tensors may be read from `path` itself.
+ */
+export function writeWeights(tensors: Iterable<Tensor>, path: string, threshold = 1024): SharedWeights {
+  const location = checkLocation(basename(path));
+  mkdirSync(dirname(resolve(path)), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, "w");
+  const index = new Map<string, { offset: number; length: number }>();
   let offset = 0;
   try {
-    const plain = exportModel(model, (t) => {
-      if (t.byteLength < threshold || t.dtype === 8 /* string */) return tensorPlain(t, { raw_data: t.bytes() });
-      const pad = (EXTERNAL_ALIGN - (offset % EXTERNAL_ALIGN)) % EXTERNAL_ALIGN;
-      if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
-      offset += pad;
+    for (const t of tensors) {
+      if (t.byteLength < threshold || t.dtype === 8 /* string */ || index.has(t.name)) continue;
+      offset += (EXTERNAL_ALIGN - (offset % EXTERNAL_ALIGN)) % EXTERNAL_ALIGN;
       const bytes = t.bytes();
       let done = 0;
       while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, offset + done);
-      const entries = [
-        { key: "location", value: ext.location },
-        { key: "offset", value: String(offset) },
-        { key: "length", value: String(bytes.length) },
-      ];
+      index.set(t.name, { offset, length: bytes.length });
       offset += bytes.length;
-      return tensorPlain(t, { external_data: entries, data_location: 1 });
-    });
+    }
     closeSync(fd);
-    writeFileSync(path, encode(plain, model.source));
-    renameSync(tmp, dataPath);
+    renameSync(tmp, path);
   } catch (e) {
     try {
       closeSync(fd);
@@ -70,6 +75,30 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
     rmSync(tmp, { force: true });
     throw e;
   }
+  return { location, index };
+}
+
+/** Saves a graph whose initializers listed in `weights` point into that shared file; others inline. */
+export function saveModelWithWeights(model: Model, path: string, weights: SharedWeights): void {
+  mkdirSync(dirname(resolve(path)), { recursive: true });
+  const plain = exportModel(model, (t) => {
+    const at = weights.index.get(t.name);
+    if (!at || at.length !== t.byteLength) return tensorPlain(t, { raw_data: t.bytes() });
+    const entries = [
+      { key: "location", value: weights.location },
+      { key: "offset", value: String(at.offset) },
+      { key: "length", value: String(at.length) },
+    ];
+    return tensorPlain(t, { external_data: entries, data_location: 1 });
+  });
+  writeFileSync(path, encode(plain, model.source));
+}
+
+function checkLocation(location: string): string {
+  if (!location || basename(location) !== location) {
+    throw new UsageError(`external data location "${location}" must be a plain file name next to the model`);
+  }
+  return location;
 }
 
 type TensorWriter = (t: Tensor) => Plain;
