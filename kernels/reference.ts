@@ -39,8 +39,30 @@ export function quantParams(min: number, max: number, bits: number): QuantParams
   let inv = range > 0 ? Math.fround(maxCode / (range / mult)) : 0;
   // A range so small (float32 subnormals) that inv overflows is treated as constant.
   if (!Number.isFinite(inv)) inv = 0;
-  const step = inv === 0 ? 0 : Math.fround(range / maxCode / mult);
-  return { lo, hi: inv === 0 ? lo : max, pre: 1 / mult, qlo: lo / mult, inv, step, offset: lo / mult, mult, maxCode };
+  let step = inv === 0 ? 0 : Math.fround(range / maxCode / mult);
+  const offset = lo / mult;
+  // Prefer a step (within 2 ulps) whose top code lands exactly on max: dequantisation then needs
+  // no select for the top code (the kernels check the same equality and take a faster loop).
+  if (mult === 1 && step > 0) {
+    for (const d of [0, 1, -1, 2, -2]) {
+      const s = nextF32(step, d);
+      if (Math.fround(Math.fround(maxCode * s) + offset) === max) {
+        step = s;
+        break;
+      }
+    }
+  }
+  return { lo, hi: inv === 0 ? lo : max, pre: 1 / mult, qlo: lo / mult, inv, step, offset, mult, maxCode };
+}
+
+const bits32 = new Uint32Array(1);
+const float32 = new Float32Array(bits32.buffer);
+
+/** The positive float32 `ulps` steps away from positive `v`. */
+function nextF32(v: number, ulps: number): number {
+  float32[0] = v;
+  bits32[0] += ulps;
+  return float32[0];
 }
 
 /** Slack on top of scale / 2 from float32 roundings in quantise and dequantise. */

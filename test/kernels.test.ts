@@ -91,11 +91,19 @@ test("u8/u16_dequantize_f32__simd128 and the fused 4-bit unpack+dequantise match
         if (bits > 8) k.u16_dequantize_f32__simd128(Q, n, p.step, p.offset, p.mult, p.hi, p.maxCode, Y);
         else k.u8_dequantize_f32__simd128(Q, n, p.step, p.offset, p.mult, p.hi, p.maxCode, Y);
         expectSame("u*_dequantize_f32__simd128", c.f32(Y, n), dequantizeRef(codes, p), ctx);
+        // A step whose top code misses max: the loop with the select (quantParams avoids it when it can).
+        const off = { ...p, step: Math.fround(p.step * (1 + 2 ** -20)) };
+        const Y2 = c.out(4 * n);
+        if (bits > 8) k.u16_dequantize_f32__simd128(Q, n, off.step, off.offset, off.mult, off.hi, off.maxCode, Y2);
+        else k.u8_dequantize_f32__simd128(Q, n, off.step, off.offset, off.mult, off.hi, off.maxCode, Y2);
+        expectSame("u*_dequantize_f32__simd128 (select)", c.f32(Y2, n), dequantizeRef(codes, off), ctx);
         if (bits === 4) {
           const packed = packRef(codes, 4);
           const P = c.put(packed), Z = c.out(4 * n);
           k.u4_unpack_dequantize_f32__simd128(P, n, p.step, p.offset, p.mult, p.hi, Z);
           expectSame("u4_unpack_dequantize_f32__simd128", c.f32(Z, n), dequantizeRef(codes, p), ctx);
+          k.u4_unpack_dequantize_f32__simd128(P, n, off.step, off.offset, off.mult, off.hi, Z);
+          expectSame("u4_unpack_dequantize_f32__simd128 (select)", c.f32(Z, n), dequantizeRef(codes, off), ctx);
         }
       }
     }
