@@ -1,25 +1,13 @@
 // The `dyno` command line: subcommands, --help, --version, errors as one line.
-import { readFileSync } from "node:fs";
 import { DynoError, UsageError } from "../compiler/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
+import { compileCommand } from "./commands/compile.js";
 import { inspect } from "./commands/inspect.js";
 import { split } from "./commands/split.js";
 import { verify } from "./commands/verify.js";
+import { dynoVersion } from "./version.js";
 
-const COMMANDS: Command[] = [inspect, split, verify];
-
-/** The package version (this file runs from cli/ under tsx and from dist/cli/ when built). */
-function version(): string {
-  for (const rel of ["../package.json", "../../package.json"]) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { name?: string; version: string };
-      if (pkg.name === "dyno") return pkg.version;
-    } catch {
-      /* try the next location */
-    }
-  }
-  return "unknown";
-}
+const COMMANDS: Command[] = [inspect, split, compileCommand, verify];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -45,7 +33,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return first ? 0 : 2;
     }
     if (first === "--version" || first === "-v") {
-      console.log(version());
+      console.log(dynoVersion());
       return 0;
     }
     const cmd = COMMANDS.find((c) => c.name === first);

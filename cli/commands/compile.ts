@@ -1,0 +1,156 @@
+// dyno compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop 1]
+//                   [--cuts auto|i,j,k] [--input-shape ...]
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import cliProgress from "cli-progress";
+import { compile, DEFAULT_BITS, type Calibration } from "../../compiler/compile.js";
+import { UsageError } from "../../compiler/errors.js";
+import { analyzeModel } from "../../compiler/pipeline.js";
+import { imageBatch, parseImageSet, type Preprocess } from "../../runtime/dataset.js";
+import { randomFloats } from "../../runtime/random.js";
+import { parseInputShapes, type Command } from "../args.js";
+import { humanBytes } from "../format.js";
+import { dynoVersion } from "../version.js";
+
+export const compileCommand: Command = {
+  name: "compile",
+  summary: "compile a model into a bundle: cuts x bits variants, accuracy profile, manifest",
+  usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop PP] [--cuts auto|I,J,K]",
+  help: [
+    "  -o, --out BUNDLE            output directory (replaced)",
+    "  --calib DATA                calibration images (DYNOIMG1 .bin, labelled), or random:N (unlabelled);",
+    "                              default: the dataset of models/fixtures.json when MODEL is a fixture",
+    "  --calib-samples N           use the first N calibration samples (default: all)",
+    "  --preprocess S,M,D          x = (pixel * S - M) / D for --calib images (default from fixtures.json, else 1/255,0,1)",
+    "  --bits LIST                 quantised widths to profile (1..8, 16; default 2,3,4,5,6,8,16); float16 and float32 always",
+    "  --max-accuracy-drop PP      admissible variants lose at most PP percentage points of top-1 (default 1)",
+    "  --cuts auto|I,J,K           candidate cuts (auto: those not dominated in packed bytes and device MACs)",
+    "  --per-channel               quantisation ranges per channel (axis 1) instead of per tensor",
+    "  --profile-runs N            timed runs per segment for the latency profile (default 10)",
+    "  --input-shape NAME=D,...    fix an input's dims",
+  ].join("\n"),
+  options: {
+    out: { type: "string", short: "o" },
+    calib: { type: "string" },
+    "calib-samples": { type: "string" },
+    preprocess: { type: "string" },
+    bits: { type: "string" },
+    "max-accuracy-drop": { type: "string" },
+    cuts: { type: "string" },
+    "per-channel": { type: "boolean" },
+    "profile-runs": { type: "string" },
+    "input-shape": { type: "string", multiple: true },
+  },
+  async run({ values, positionals }) {
+    if (positionals.length !== 1) throw new UsageError(`compile: expected one MODEL\nusage: dyno ${compileCommand.usage}`);
+    const modelPath = positionals[0]!;
+    const out = values.out as string | undefined;
+    if (!out) throw new UsageError(`compile: -o BUNDLE is required\nusage: dyno ${compileCommand.usage}`);
+    const bits = values.bits === undefined ? [...DEFAULT_BITS] : parseList("--bits", values.bits as string);
+    const maxDrop = values["max-accuracy-drop"] === undefined ? 1 : parseNumber("--max-accuracy-drop", values["max-accuracy-drop"] as string);
+    const cuts = values.cuts === undefined || values.cuts === "auto" ? "auto" : parseList("--cuts", values.cuts as string);
+    const a = await analyzeModel(modelPath, { inputShapes: parseInputShapes(values["input-shape"] as string[] | undefined) });
+    const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
+    const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
+    const samples = values["calib-samples"] === undefined ? undefined : parseNumber("--calib-samples", values["calib-samples"] as string);
+    const calibration = loadCalibration(modelPath, values.calib as string | undefined, values.preprocess as string | undefined, perSample, samples);
+
+    const bar = process.stderr.isTTY
+      ? new cliProgress.SingleBar({ format: "profiling {bar} {percentage}% | {value}/{total} | ETA {eta_formatted} | {label}", hideCursor: true }, cliProgress.Presets.shades_classic)
+      : null;
+    let started = false;
+    let lastLine = 0;
+    const t0 = performance.now();
+    const result = await compile(a, modelPath, {
+      out,
+      calibration,
+      bits,
+      maxAccuracyDrop: maxDrop,
+      cuts,
+      perChannel: !!values["per-channel"],
+      profileRuns: values["profile-runs"] === undefined ? undefined : parseNumber("--profile-runs", values["profile-runs"] as string),
+      dynoVersion: dynoVersion(),
+      log: (line) => console.log(line),
+      onProgress: (done, total, label) => {
+        if (bar) {
+          if (!started) bar.start(total, 0, { label });
+          started = true;
+          bar.update(done, { label });
+          if (done === total) bar.stop();
+        } else if (done === total || performance.now() - lastLine > 5000) {
+          // Not a terminal: a line every few seconds with the estimate of the time left.
+          lastLine = performance.now();
+          const elapsed = (lastLine - t0) / 1000;
+          console.error(`profiling ${done}/${total} (${label}), ${elapsed.toFixed(0)} s elapsed, ~${((elapsed / done) * (total - done)).toFixed(0)} s left`);
+        }
+      },
+    });
+    const m = result.manifest;
+    const admissible = m.variants.filter((v) => v.admissible);
+    console.log(`bundle ${out}: ${m.cuts.length} cuts, ${m.variants.length} variants (${admissible.length} admissible within ${maxDrop} pp), ${m.segments.length} segments`);
+    console.log(`size ${humanBytes(result.bundleBytes)} (model ${humanBytes(result.modelBytes)}, ${(result.bundleBytes / result.modelBytes).toFixed(2)}x); calibration ${m.calibration.samples} samples of ${m.calibration.source}${m.calibration.float32Top1 !== null ? `, float32 top-1 ${(100 * m.calibration.float32Top1).toFixed(2)}%` : ""}; ${result.seconds.toFixed(1)} s`);
+    for (const c of m.cuts) {
+      const vs = m.variants.filter((v) => v.cut === c.id && v.admissible && typeof v.codec.bits === "number");
+      const min = vs.length ? Math.min(...vs.map((v) => v.codec.bits as number)) : null;
+      console.log(`  cut ${String(c.id).padStart(3)} ${c.kind.padEnd(6)} smallest admissible bits: ${min ?? "-"}`);
+    }
+    return 0;
+  },
+};
+
+function parseList(flag: string, s: string): number[] {
+  return s.split(",").map((x) => {
+    const t = x.trim();
+    if (!/^\d+$/.test(t)) throw new UsageError(`${flag}: "${t}" is not a non-negative integer`);
+    return Number(t);
+  });
+}
+
+function parseNumber(flag: string, s: string): number {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag}: "${s}" is not a non-negative number`);
+  return n;
+}
+
+interface FixtureIndex {
+  dataset: { file: string; preprocess: Preprocess };
+  models: { file: string }[];
+}
+
+function loadCalibration(modelPath: string, calib: string | undefined, preprocessFlag: string | undefined, perSample: number[], samples: number | undefined): Calibration {
+  let preprocess: Preprocess | null = null;
+  let file = calib;
+  const fixturesPath = join(dirname(resolve(modelPath)), "fixtures.json");
+  if (existsSync(fixturesPath)) {
+    const index = JSON.parse(readFileSync(fixturesPath, "utf8")) as FixtureIndex;
+    if (index.models.some((m) => m.file === basename(modelPath))) {
+      preprocess = index.dataset.preprocess;
+      file ??= join(dirname(resolve(modelPath)), index.dataset.file);
+    }
+  }
+  if (preprocessFlag) {
+    const [scale, mean, std] = preprocessFlag.split(",").map(Number);
+    if (![scale, mean, std].every((x) => Number.isFinite(x)) || std === 0) throw new UsageError(`--preprocess "${preprocessFlag}": expected SCALE,MEAN,STD`);
+    preprocess = { scale: scale!, mean: [mean!], std: [std!] };
+  }
+  if (!file) throw new UsageError(`compile: no calibration data: give --calib DATA.bin (DYNOIMG1) or --calib random:N`);
+  const random = file.match(/^random:(\d+)$/);
+  const per = perSample.slice(1).reduce((a, b) => a * b, 1);
+  if (random) {
+    const count = Math.min(Number(random[1]), samples ?? Infinity);
+    return { source: `random:${count} (seeded, unlabelled)`, count, labels: null, preprocess: null, batch: (start, n) => randomFloats(n * per, 1000 + start) };
+  }
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch {
+    throw new UsageError(`--calib "${file}": no such file`);
+  }
+  const set = parseImageSet(bytes, file);
+  if (set.channels * set.height * set.width !== per) {
+    throw new UsageError(`--calib "${file}": images are ${set.channels}x${set.height}x${set.width}; the model input needs [${perSample.slice(1).join(",")}]`);
+  }
+  const p = preprocess ?? { scale: 1 / 255, mean: [0], std: [1] };
+  const count = Math.min(set.count, samples ?? Infinity);
+  return { source: basename(file), count, labels: set.labels.subarray(0, count), preprocess: p, batch: (start, n) => imageBatch(set, start, n, p) };
+}

@@ -1,0 +1,415 @@
+// `dyno compile`: DynO's offline half. For each useful cut, the device graph ends by quantising
+// and packing what crosses (ai.dyno QuantizePack) and the cloud graph starts by unpacking it
+// (ai.dyno UnpackDequantize); every (cut, bits) pair is profiled for accuracy on calibration data
+// through the real kernels, so the scheduler only ever offers admissible ones.
+//
+// Bundle layout (all files next to manifest.json, each with its SHA-256 in the manifest):
+//   weights.bin              every initializer once
+//   segment-NN.onnx          the standard-op segments between consecutive cuts (the executor runs these)
+//   <variant>.device.onnx    self-describing variant graphs (weights referenced in weights.bin)
+//   <variant>.cloud.onnx
+import { createHash } from "node:crypto";
+import { cpus } from "node:os";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import ort from "onnxruntime-node";
+import { UnsupportedError, UsageError } from "./errors.js";
+import { byteSize, dtypeName } from "./ir/dtype.js";
+import type { Model } from "./ir/graph.js";
+import { saveModelWithWeights, serializeModel, writeWeights } from "./onnx/export.js";
+import { computeCosts, numel } from "./passes/costs.js";
+import type { Cut as CandidateCut } from "./passes/find-cuts.js";
+import { insertQuantizePack, insertUnpackDequantize, type PackSpec } from "./passes/insert-pack.js";
+import { partition, partitionChain } from "./passes/partition.js";
+import type { Analysis } from "./pipeline.js";
+import { DEFAULTS, decodeInto, encode, initKernels } from "../kernels/index.js";
+import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../runtime/manifest.js";
+import { openSession } from "../runtime/session.js";
+
+export const DEFAULT_BITS = [2, 3, 4, 5, 6, 8, 16] as const;
+
+/** Calibration inputs: float32 batches (NCHW), with labels when known. */
+export interface Calibration {
+  source: string;
+  count: number;
+  /** Samples [start, start + n) as one batch (n <= BATCH). */
+  batch(start: number, n: number): Float32Array;
+  labels: Uint8Array | null;
+  preprocess: Manifest["preprocess"];
+}
+
+export interface CompileOptions {
+  out: string;
+  calibration: Calibration;
+  bits?: readonly number[];
+  maxAccuracyDrop?: number;
+  /** "auto", or candidate cut indices (inner cuts; the input and output cuts are always added). */
+  cuts?: "auto" | number[];
+  /** Per-channel ranges along axis 1 for quantised codecs. */
+  perChannel?: boolean;
+  /** Timed runs per segment for the latency profile. */
+  profileRuns?: number;
+  dynoVersion: string;
+  onProgress?: (done: number, total: number, label: string) => void;
+  log?: (line: string) => void;
+}
+
+export interface CompileResult {
+  manifest: Manifest;
+  seconds: number;
+  bundleBytes: number;
+  modelBytes: number;
+}
+
+const BATCH = 64;
+/** Cuts whose packed size is measured to pick the candidates (auto mode): the first samples. */
+const SELECTION_SAMPLES = 32;
+
+export async function compile(a: Analysis, modelPath: string, options: CompileOptions): Promise<CompileResult> {
+  const t0 = performance.now();
+  await initKernels();
+  const log = options.log ?? (() => {});
+  const bitsList = [...(options.bits ?? DEFAULT_BITS)];
+  for (const b of bitsList) {
+    if (!(Number.isInteger(b) && ((b >= 1 && b <= 8) || b === 16))) throw new UsageError(`--bits: ${b} is out of range (1..8 or 16)`);
+  }
+  const maxDrop = options.maxAccuracyDrop ?? 1;
+  const model = a.model;
+  const g = model.graph;
+  const inputs = g.inputs.filter((v) => !g.isInitializer(v.name));
+  if (inputs.length !== 1) throw new UnsupportedError(`compile supports models with one input; "${model.source}" has ${inputs.length}`);
+  const input = inputs[0]!;
+  const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
+  if (perSample[0] !== 1 && typeof input.shape?.[0] === "number") {
+    throw new UsageError(`input "${input.name}" has a fixed batch of ${input.shape?.[0]}; export the model with a dynamic batch (or batch 1)`);
+  }
+  const cal = options.calibration;
+  if (cal.count === 0) throw new UsageError("the calibration data is empty");
+
+  // 1. Candidate cuts.
+  const all = a.cuts.cuts;
+  const inner = all.filter((c) => c.kind === "inner");
+  let chosen: CandidateCut[];
+  if (options.cuts && options.cuts !== "auto") {
+    chosen = options.cuts.map((i) => {
+      const c = all[i];
+      if (!c) throw new UsageError(`--cuts: cut ${i} does not exist; "${model.source}" has cuts 0..${all.length - 1} (dyno inspect shows them)`);
+      return c;
+    }).filter((c) => c.kind === "inner");
+  } else {
+    chosen = await selectCuts(model, inner, cal, perSample);
+  }
+  chosen = [...new Set(chosen)].sort((x, y) => x.position - y.position);
+  const cuts = [all[0]!, ...chosen, all[all.length - 1]!];
+  log(`cuts: ${cuts.map((c) => c.index).join(", ")} (${chosen.length} inner of ${inner.length}${options.cuts && options.cuts !== "auto" ? ", from --cuts" : ", dominated ones dropped"})`);
+
+  // 2. Segments and shared weights.
+  rmSync(options.out, { recursive: true, force: true });
+  mkdirSync(options.out, { recursive: true });
+  const weightsPath = join(options.out, "weights.bin");
+  // Threshold 0: every initializer, however small, lives once in weights.bin, not in each graph.
+  const weights = writeWeights(g.initializers.values(), weightsPath, 0);
+  const segmentModels = partitionChain(model, chosen.map((c) => c.tensors));
+  const segments = segmentModels.map((s, i) => {
+    const file = `segment-${String(i).padStart(2, "0")}.onnx`;
+    saveModelWithWeights(s, join(options.out, file), weights);
+    const costs = computeCosts(s);
+    return {
+      index: i,
+      graph: fileRef(options.out, file),
+      inputs: s.graph.inputs.filter((v) => !s.graph.isInitializer(v.name)).map((v) => v.name),
+      outputs: s.graph.outputs.map((v) => v.name),
+      macs: costs.totalMacs,
+      parameterBytes: costs.totalParamBytes,
+    };
+  });
+  const manifestCuts = cuts.map((c) => ({
+    id: c.index,
+    kind: c.kind,
+    tensors: c.tensors.map((t) => tensorSpec(model, t)),
+    bytes: c.bytes,
+    deviceMacs: c.deviceMacs,
+    cloudMacs: c.cloudMacs,
+    deviceSegments: c.kind === "input" ? 0 : c.kind === "output" ? segments.length : chosen.indexOf(c) + 1,
+  }));
+
+  // 3. Precision profiling: every (cut, codec) on the calibration data, through the kernels.
+  const codecs: PackSpec[] = [
+    ...bitsList.map((b) => ({ bits: b, perChannel: !!options.perChannel, shuffle: DEFAULTS[String(b)]!.shuffle, codec: DEFAULTS[String(b)]!.codec })),
+    // Float passthrough, uncompressed: the Neurosurgeon-style variants the benchmark compares with.
+    { bits: "f16" as const, perChannel: false, shuffle: false, codec: "none" as const },
+    { bits: "f32" as const, perChannel: false, shuffle: false, codec: "none" as const },
+  ];
+  const reference = await referenceTop1(model, cal, perSample);
+  const float32Top1 = cal.labels ? accuracy(reference, cal.labels) : null;
+  const variants: Variant[] = [];
+  const codecTimings: Record<string, { encode: Timing; decode: Timing }> = {};
+  const totalSteps = cuts.reduce((s, c) => s + (c.kind === "output" ? 1 : codecs.length), 0);
+  let steps = 0;
+  for (const cut of cuts) {
+    if (cut.kind === "output") {
+      // Device-only: the result is computed on the device; only the logits travel (float32).
+      const id = variantId(cut.index, { bits: "f32", perChannel: false, shuffle: false, codec: "none" });
+      const bytes = cut.bytes;
+      variants.push({
+        id, cut: cut.index, codec: { bits: "f32", perChannel: false, shuffle: false, lossless: "none" },
+        deviceGraph: null, cloudGraph: null,
+        wire: { meanBytes: bytes, p95Bytes: bytes, maxBytes: bytes },
+        accuracy: { top1: float32Top1, agreement: 1, drop: 0 },
+        admissible: true,
+      });
+      options.onProgress?.(++steps, totalSteps, `cut ${cut.index} device-only`);
+      continue;
+    }
+    const [device, cloud] = partition(model, cut.tensors);
+    const deviceSession = cut.kind === "input" ? null : await openSession(serializeModel(device), { threads: cpus().length });
+    const cloudSession = await openSession(serializeModel(cloud), { threads: cpus().length });
+    const activations = await runDevice(deviceSession, cut.tensors, input.name, cal, perSample);
+    for (const spec of codecs) {
+      const id = variantId(cut.index, spec);
+      const r = await profileVariant(cloudSession, model, cut.tensors, activations, spec, cal.count);
+      const top1 = cal.labels ? accuracy(r.top1, cal.labels) : null;
+      const agreement = agreementOf(r.top1, reference);
+      const drop = top1 !== null && float32Top1 !== null ? 100 * (float32Top1 - top1) : 100 * (1 - agreement);
+      const devFile = `${id}.device.onnx`;
+      const cloudFile = `${id}.cloud.onnx`;
+      saveModelWithWeights(insertQuantizePack(device, cut.tensors, spec), join(options.out, devFile), weights);
+      saveModelWithWeights(insertUnpackDequantize(cloud, cut.tensors, spec), join(options.out, cloudFile), weights);
+      variants.push({
+        id,
+        cut: cut.index,
+        codec: { bits: spec.bits as Bits, perChannel: spec.perChannel, shuffle: spec.shuffle, lossless: spec.codec },
+        deviceGraph: fileRef(options.out, devFile),
+        cloudGraph: fileRef(options.out, cloudFile),
+        wire: r.wire,
+        accuracy: { top1, agreement, drop: round(drop, 4) },
+        admissible: drop <= maxDrop + 1e-9,
+      });
+      codecTimings[id] = { encode: r.encode, decode: r.decode };
+      options.onProgress?.(++steps, totalSteps, `cut ${cut.index} ${spec.bits}${typeof spec.bits === "number" ? "-bit" : ""}`);
+    }
+    await deviceSession?.release();
+    await cloudSession.release();
+  }
+
+  // 4. Latency profiles of the segments on this machine (device and cloud roles alike here).
+  const segmentTimes = await profileSegments(options.out, segments.map((s) => s.graph.file), input.name, cal, perSample, options.profileRuns ?? 10);
+  const machine = { platform: process.platform, arch: process.arch, cpu: cpus()[0]?.model?.trim() ?? "unknown", cores: cpus().length };
+  const measuredAt = new Date().toISOString();
+  const profiles: Profile[] = [
+    { role: "device", backend: "onnxruntime-node cpu (1 thread)", machine, measuredAt, segments: segmentTimes, codec: Object.fromEntries(Object.entries(codecTimings).map(([k, v]) => [k, v.encode])) },
+    { role: "cloud", backend: "onnxruntime-node cpu (1 thread)", machine, measuredAt, segments: segmentTimes, codec: Object.fromEntries(Object.entries(codecTimings).map(([k, v]) => [k, v.decode])) },
+  ];
+
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    dyno: options.dynoVersion,
+    model: {
+      name: basename(modelPath).replace(/\.onnx$/, ""),
+      sha256: sha256File(modelPath),
+      inputs: [tensorSpec(model, input.name)],
+      outputs: g.outputs.map((v) => tensorSpec(model, v.name)),
+      totalMacs: a.costs.totalMacs,
+      parameterBytes: a.costs.totalParamBytes,
+      opsets: model.opsets.map((o) => ({ domain: o.domain, version: o.version })),
+    },
+    weights: fileRef(options.out, "weights.bin"),
+    segments,
+    cuts: manifestCuts,
+    variants,
+    profiles,
+    calibration: { source: cal.source, samples: cal.count, labelled: cal.labels !== null, float32Top1, maxAccuracyDrop: maxDrop },
+    preprocess: cal.preprocess,
+  };
+  parseManifest(JSON.parse(JSON.stringify(manifest)), "manifest.json (as written)");
+  writeFileSync(join(options.out, "manifest.json"), JSON.stringify(manifest, null, 1) + "\n");
+  const bundleBytes = [manifest.weights, ...segments.map((s) => s.graph), ...variants.flatMap((v) => [v.deviceGraph, v.cloudGraph]).filter((f): f is FileRef => !!f)].reduce((s, f) => s + f.bytes, 0) + statSync(join(options.out, "manifest.json")).size;
+  return { manifest, seconds: (performance.now() - t0) / 1000, bundleBytes, modelBytes: statSync(modelPath).size };
+}
+
+function round(x: number, digits: number): number {
+  const k = 10 ** digits;
+  return Math.round(x * k) / k;
+}
+
+export function variantId(cut: number, spec: PackSpec): string {
+  const bits = typeof spec.bits === "number" ? `b${spec.bits}` : spec.bits;
+  return `c${cut}-${bits}${spec.perChannel ? "-pc" : ""}${spec.shuffle ? "-shuf" : ""}-${spec.codec}`;
+}
+
+function tensorSpec(model: Model, name: string): TensorSpec {
+  const v = model.graph.value(name);
+  return { name, dtype: dtypeName(v.dtype ?? 0), shape: v.shape ?? [], bytes: byteSize(v.dtype ?? 1, numel(v.shape)) };
+}
+
+export function sha256File(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+function fileRef(dir: string, file: string): FileRef {
+  const path = join(dir, file);
+  return { file, bytes: statSync(path).size, sha256: sha256File(path) };
+}
+
+function argmax(logits: ArrayLike<number>, offset: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (logits[offset + i]! > logits[offset + best]!) best = i;
+  return best;
+}
+
+function accuracy(pred: Int32Array, labels: Uint8Array): number {
+  let ok = 0;
+  for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) ok++;
+  return ok / pred.length;
+}
+
+function agreementOf(a: Int32Array, b: Int32Array): number {
+  let ok = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] === b[i]) ok++;
+  return ok / a.length;
+}
+
+function inputTensor(name: string, data: Float32Array, perSample: number[], n: number): ort.Tensor {
+  return new ort.Tensor("float32", data, [n, ...perSample.slice(1)]);
+}
+
+/** The float32 model's top-1 on every calibration sample. */
+async function referenceTop1(model: Model, cal: Calibration, perSample: number[]): Promise<Int32Array> {
+  const s = await openSession(serializeModel(model), { threads: cpus().length });
+  const out = new Int32Array(cal.count);
+  const name = model.graph.inputs.find((v) => !model.graph.isInitializer(v.name))!.name;
+  for (let start = 0; start < cal.count; start += BATCH) {
+    const n = Math.min(BATCH, cal.count - start);
+    const r = await s.run({ [name]: inputTensor(name, cal.batch(start, n), perSample, n) });
+    const logits = r[s.outputNames[0]!]!;
+    const classes = logits.dims[1]!;
+    for (let i = 0; i < n; i++) out[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
+  }
+  await s.release();
+  return out;
+}
+
+/** Cut tensors for every calibration sample: per tensor, one Float32Array of all samples. */
+async function runDevice(session: ort.InferenceSession | null, tensors: string[], inputName: string, cal: Calibration, perSample: number[]): Promise<Map<string, { data: Float32Array; sample: number[] }>> {
+  const out = new Map<string, { data: Float32Array; sample: number[] }>();
+  for (let start = 0; start < cal.count; start += BATCH) {
+    const n = Math.min(BATCH, cal.count - start);
+    const x = cal.batch(start, n);
+    const r = session ? await session.run({ [inputName]: inputTensor(inputName, x, perSample, n) }, tensors) : { [inputName]: inputTensor(inputName, x, perSample, n) };
+    for (const t of tensors) {
+      const v = r[t]!;
+      const dims = v.dims as number[];
+      const per = dims.slice(1).reduce((a, b) => a * b, 1);
+      let slot = out.get(t);
+      if (!slot) out.set(t, (slot = { data: new Float32Array(per * cal.count), sample: [1, ...dims.slice(1)] }));
+      slot.data.set(v.data as Float32Array, start * per);
+    }
+  }
+  return out;
+}
+
+interface VariantProfile {
+  top1: Int32Array;
+  wire: { meanBytes: number; p95Bytes: number; maxBytes: number };
+  encode: Timing;
+  decode: Timing;
+}
+
+/** Encodes each sample's cut tensors with the real kernels, decodes, finishes on the cloud part. */
+async function profileVariant(cloud: ort.InferenceSession, model: Model, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: PackSpec, count: number): Promise<VariantProfile> {
+  const bytes = new Float64Array(count);
+  const enc = new Float64Array(count);
+  const dec = new Float64Array(count);
+  const top1 = new Int32Array(count);
+  const opts = { bits: spec.bits === "f32" ? ("f32" as const) : spec.bits === "f16" ? ("f16" as const) : (spec.bits as 1), perChannel: spec.perChannel, shuffle: spec.shuffle, codec: spec.codec };
+  for (let start = 0; start < count; start += BATCH) {
+    const n = Math.min(BATCH, count - start);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const t of tensors) {
+      const a = acts.get(t)!;
+      const per = a.data.length / count;
+      const decoded = new Float32Array(per * n);
+      for (let i = 0; i < n; i++) {
+        const k = start + i;
+        const x = a.data.subarray(k * per, (k + 1) * per);
+        const t0 = performance.now();
+        const payload = encode(x, a.sample, opts);
+        const t1 = performance.now();
+        decodeInto(payload, decoded.subarray(i * per, (i + 1) * per));
+        const t2 = performance.now();
+        bytes[k] += payload.length;
+        enc[k] += t1 - t0;
+        dec[k] += t2 - t1;
+      }
+      feeds[t] = new ort.Tensor("float32", decoded, [n, ...a.sample.slice(1)]);
+    }
+    const r = await cloud.run(feeds);
+    const logits = r[cloud.outputNames[0]!]!;
+    const classes = logits.dims[1]!;
+    for (let i = 0; i < n; i++) top1[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
+  }
+  void model;
+  return { top1, wire: stats(bytes, true), encode: timing(enc), decode: timing(dec) };
+}
+
+function stats(xs: Float64Array, integer: boolean): { meanBytes: number; p95Bytes: number; maxBytes: number } {
+  const sorted = Float64Array.from(xs).sort();
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const p95 = sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!;
+  return { meanBytes: integer ? Math.round(mean * 10) / 10 : mean, p95Bytes: p95, maxBytes: sorted[sorted.length - 1]! };
+}
+
+function timing(ms: Float64Array): Timing {
+  const sorted = Float64Array.from(ms).sort();
+  const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
+  return { meanMs: round(mean, 4), p95Ms: round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!, 4), runs: ms.length };
+}
+
+/**
+ * Auto mode: inner cuts not dominated in (8-bit packed bytes, device MACs), measured on the first
+ * calibration samples. Packed size, not float32 size, because what crosses is packed: a
+ * post-ReLU tensor compresses far better than the pre-activation tensor of the same size.
+ */
+async function selectCuts(model: Model, inner: CandidateCut[], cal: Calibration, perSample: number[]): Promise<CandidateCut[]> {
+  if (inner.length === 0) return [];
+  const names = [...new Set(inner.flatMap((c) => c.tensors))];
+  const probe = model.clone();
+  for (const name of names) if (!probe.graph.outputs.some((v) => v.name === name)) probe.graph.outputs.push(probe.graph.value(name));
+  for (const v of probe.graph.outputs) v.decl = { ...(v.decl ?? {}), type: undefined };
+  const s = await openSession(serializeModel(probe), { threads: cpus().length });
+  const inputName = model.graph.inputs.find((v) => !model.graph.isInitializer(v.name))!.name;
+  const n = Math.min(SELECTION_SAMPLES, cal.count);
+  const x = cal.batch(0, n);
+  const r = await s.run({ [inputName]: inputTensor(inputName, x, perSample, n) }, names);
+  await s.release();
+  const packed = new Map<string, number>();
+  for (const name of names) {
+    const t = r[name]!;
+    const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
+    let total = 0;
+    for (let i = 0; i < n; i++) total += encode((t.data as Float32Array).subarray(i * per, (i + 1) * per), [1, ...(t.dims.slice(1) as number[])], { bits: 8 }).length;
+    packed.set(name, total / n);
+  }
+  const size = (c: CandidateCut) => c.tensors.reduce((s2, t) => s2 + packed.get(t)!, 0);
+  return inner.filter((c) => !inner.some((o) => o !== c && size(o) <= size(c) && o.deviceMacs <= c.deviceMacs && (size(o) < size(c) || o.deviceMacs < c.deviceMacs)));
+}
+
+/** Mean and p95 per segment, run in chain order on calibration samples, one thread. */
+async function profileSegments(dir: string, files: string[], inputName: string, cal: Calibration, perSample: number[], runs: number): Promise<Timing[]> {
+  const sessions: ort.InferenceSession[] = [];
+  for (const f of files) sessions.push(await openSession(join(dir, f), { threads: 1, optimize: true }));
+  const times: number[][] = files.map(() => []);
+  for (let r = -2; r < runs; r++) {
+    const k = ((r + 2) * 7) % cal.count;
+    const pool: Record<string, ort.Tensor> = { [inputName]: inputTensor(inputName, cal.batch(k, 1), perSample, 1) };
+    for (const [i, s] of sessions.entries()) {
+      const feeds = Object.fromEntries(s.inputNames.map((n) => [n, pool[n]!]));
+      const t0 = performance.now();
+      Object.assign(pool, await s.run(feeds));
+      if (r >= 0) times[i]!.push(performance.now() - t0);
+    }
+  }
+  for (const s of sessions) await s.release();
+  return times.map((t) => timing(Float64Array.from(t)));
+}
