@@ -100,12 +100,15 @@ if (samples.length === 0) {
   process.exit(0);
 }
 
-interface Result { bits: string; shuffle: boolean; codec: Codec; bytes: number; enc: number; dec: number }
+interface Result { bits: string; shuffle: boolean; codec: Codec; bytes: number; enc: number; dec: number; bytesNonNeg: number }
 const results: Result[] = [];
+// Post-ReLU-like tensors (min >= 0) separately: bit-shuffle is meant for them (DynO §2).
+const nonNeg = new Map(samples.flatMap((s) => s.tensors).map((t) => [t, t.data.every((v) => v >= 0)] as const));
+const nonNegFloatBytes = samples.flatMap((s) => s.tensors).filter((t) => nonNeg.get(t)).reduce((a, t) => a + 4 * t.data.length, 0);
 const rawFloatBytes = samples.reduce((a, s) => a + s.tensors.reduce((b, t) => b + 4 * t.data.length, 0), 0);
 
 function measure(bits: number | "f16" | "f32", shuffle: boolean, codec: Codec): Result {
-  let bytes = 0, enc = 0, dec = 0;
+  let bytes = 0, enc = 0, dec = 0, bytesNonNeg = 0;
   for (const s of samples) {
     for (const t of s.tensors) {
       const out = new Float32Array(t.data.length);
@@ -121,11 +124,12 @@ function measure(bits: number | "f16" | "f32", shuffle: boolean, codec: Codec): 
         size = b.length;
       }
       bytes += size;
+      if (nonNeg.get(t)) bytesNonNeg += size;
       enc += e / 1e3;
       dec += d / 1e3;
     }
   }
-  return { bits: String(bits), shuffle, codec, bytes, enc, dec };
+  return { bits: String(bits), shuffle, codec, bytes, enc, dec, bytesNonNeg };
 }
 
 for (const codec of CODECS) {
@@ -146,6 +150,15 @@ const best = new Map<string, Result>();
 for (const r of results) if (!best.has(r.bits) || total(r) < total(best.get(r.bits)!)) best.set(r.bits, r);
 for (const r of results) {
   console.log(`| ${r.bits} | ${r.shuffle ? "yes" : "no"} | ${r.codec} | ${r.bytes} | ${(rawFloatBytes / r.bytes).toFixed(1)}x | ${(r.enc * 1e3).toFixed(1)} | ${(r.dec * 1e3).toFixed(1)} | ${(total3G(r) * 1e3).toFixed(0)} | ${(total(r) * 1e3).toFixed(1)} | ${(total5G(r) * 1e3).toFixed(1)} | ${best.get(r.bits) === r ? "**default**" : ""} |`);
+}
+console.log(`\nnon-negative (post-ReLU) tensors only: ${(nonNegFloatBytes / 2 ** 20).toFixed(2)} MiB of float32; ratio vs float32`);
+console.log("| bits | codec | no shuffle | shuffle |");
+console.log("|---|---|---:|---:|");
+for (const bits of BITS) {
+  for (const codec of CODECS) {
+    const get = (sh: boolean) => results.find((r) => r.bits === String(bits) && r.codec === codec && r.shuffle === sh)!;
+    console.log(`| ${bits} | ${codec} | ${(nonNegFloatBytes / get(false).bytesNonNeg).toFixed(1)}x | ${(nonNegFloatBytes / get(true).bytesNonNeg).toFixed(1)}x |`);
+  }
 }
 console.log("\nchosen defaults (least 4G total per bit width):");
 for (const [bits, r] of best) console.log(`  ${bits}: { codec: "${r.codec}", shuffle: ${r.shuffle} }`);
