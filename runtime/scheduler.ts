@@ -1,0 +1,399 @@
+// The scheduler: a pure function from (manifest, live estimates, policy, previous choice) to the
+// variant to run next, why, and the Pareto front it chose from. No clocks, no I/O: the device
+// client calls it after each inference with estimates from ./estimators.ts.
+//
+// Prediction for a variant at cut c (segments [0, k) on the device, [k, n) in the cloud):
+//
+//   device = sum(device segment estimates [0, k)) + encode
+//   link   = bytes * 8 / bandwidth + RTT                  (serialisation + propagation)
+//   cloud  = decode + sum(cloud segment estimates [k, n))
+//   latency = device + link + cloud
+//   throughput = 1 / max(device, bytes * 8 / bandwidth, cloud)   (a pipeline: RTT overlaps)
+//   cloud cost = cloud seconds per inference;  energy = ./energy.ts
+//
+// Device-only (the output cut) sends nothing and has no cloud part; cloud-only is the input cut.
+// Both are always offered: taken from the manifest's variants when it lists them, otherwise
+// synthesised from the profiles (ids "device-only" and "cloud-only", float32 input).
+import type { Cut, Manifest, Variant } from "./manifest.js";
+import type { Estimates } from "./estimators.js";
+import { deviceJoules, powerModel, type PowerModel } from "./energy.js";
+
+export type Objective = "latency" | "throughput" | "cloud-cost" | "bytes" | "energy";
+export const OBJECTIVES: readonly Objective[] = ["latency", "throughput", "cloud-cost", "bytes", "energy"];
+
+/**
+ * dyno: joint cut x bits x codec. device-only / cloud-only: the whole model on one side
+ * (cloud-only-u8 sends the input as an 8-bit variant of the input cut). neurosurgeon: best cut by
+ * latency, float32 only. jalad: best cut by latency, 8-bit + entropy coding (lossless != none).
+ */
+export type PolicyName = "dyno" | "device-only" | "cloud-only" | "cloud-only-u8" | "neurosurgeon" | "jalad";
+export const POLICIES: readonly PolicyName[] = ["dyno", "device-only", "cloud-only", "cloud-only-u8", "neurosurgeon", "jalad"];
+
+export interface Policy {
+  name?: PolicyName;
+  /** What to minimise (throughput: maximise). Neurosurgeon and JALAD always use latency. */
+  objective?: Objective;
+  /** Percentage points; on top of the manifest's `admissible` flag. */
+  maxAccuracyDrop?: number;
+  latencySloMs?: number;
+  throughputSloPerS?: number;
+  /** Keep the previous variant unless the best is better by this fraction (default 0.1). */
+  hysteresis?: number;
+  /**
+   * When no variant meets the SLOs: "objective" (default) takes the best by the objective among
+   * the admissible ones; "closest" the one nearest to meeting them.
+   */
+  bestEffort?: "objective" | "closest";
+  power?: Partial<PowerModel>;
+}
+
+export type Kind = "device-only" | "cloud-only" | "split";
+
+export interface Prediction {
+  /** Variant id, or "device-only" / "cloud-only" when synthesised. */
+  id: string;
+  kind: Kind;
+  /** The manifest's variant; null when synthesised. */
+  variant: Variant | null;
+  deviceSegments: number;
+  /** "f32", "f16", or "b4-zstd", "b8-shuffle-lz4", ... */
+  codec: string;
+  accuracyDrop: number;
+  deviceMs: number;
+  /** Serialisation + RTT (0 for device-only). */
+  linkMs: number;
+  /** Serialisation alone: the link's pipeline stage. */
+  airMs: number;
+  cloudMs: number;
+  latencyMs: number;
+  throughputPerS: number;
+  cloudSecondsPerInference: number;
+  bytes: number;
+  deviceJoules: number;
+  /** Meets the latency and throughput SLOs. */
+  meetsSlo: boolean;
+}
+
+export interface Choice {
+  variant: Variant | "device-only" | "cloud-only";
+  id: string;
+  reason: string;
+  predicted: Prediction;
+  /** Non-dominated predictions over latency, throughput, cloud cost, bytes, energy and accuracy drop. */
+  front: Prediction[];
+  policy: PolicyName;
+  objective: Objective;
+  /** False when no variant met the SLOs (best effort). */
+  feasible: boolean;
+  /** True when hysteresis kept the previous variant. */
+  kept: boolean;
+}
+
+interface Entry {
+  id: string;
+  kind: Kind;
+  variant: Variant | null;
+  deviceSegments: number;
+  codec: string;
+  accuracyDrop: number;
+  admissible: boolean;
+  wireBytes: number;
+  bits: Variant["codec"]["bits"];
+  lossless: Variant["codec"]["lossless"];
+}
+
+interface Context {
+  segments: number;
+  entries: Entry[];
+}
+
+const contexts = new WeakMap<Manifest, Context>();
+
+function codecLabel(c: Variant["codec"]): string {
+  if (c.bits === "f32" || c.bits === "f16") return c.lossless === "none" ? c.bits : `${c.bits}-${c.lossless}`;
+  return [`b${c.bits}`, c.perChannel ? "pc" : "", c.shuffle ? "shuffle" : "", c.lossless === "none" ? "" : c.lossless].filter(Boolean).join("-");
+}
+
+/** Per-manifest facts, computed once (the manifest is immutable once loaded). */
+function contextOf(m: Manifest): Context {
+  const hit = contexts.get(m);
+  if (hit) return hit;
+  const n = m.segments.length;
+  const cuts = new Map<number, Cut>(m.cuts.map((c) => [c.id, c]));
+  const entries: Entry[] = m.variants.map((v) => {
+    const cut = cuts.get(v.cut);
+    if (!cut) throw new RangeError(`variant ${v.id} refers to cut ${v.cut}, which the manifest does not list`);
+    const k = cut.deviceSegments;
+    const kind: Kind = cut.kind === "output" || k === n ? "device-only" : cut.kind === "input" || k === 0 ? "cloud-only" : "split";
+    return { id: v.id, kind, variant: v, deviceSegments: kind === "device-only" ? n : kind === "cloud-only" ? 0 : k, codec: codecLabel(v.codec), accuracyDrop: v.accuracy.drop, admissible: v.admissible, wireBytes: v.wire.meanBytes, bits: v.codec.bits, lossless: v.codec.lossless };
+  });
+  const synth = (id: "device-only" | "cloud-only", k: number, bytes: number): Entry => ({ id, kind: id, variant: null, deviceSegments: k, codec: "f32", accuracyDrop: 0, admissible: true, wireBytes: bytes, bits: "f32", lossless: "none" });
+  if (!entries.some((e) => e.kind === "device-only")) entries.push(synth("device-only", n, 0));
+  if (!entries.some((e) => e.kind === "cloud-only" && e.bits === "f32")) entries.push(synth("cloud-only", 0, m.model.inputs.reduce((s, t) => s + t.bytes, 0)));
+  const ctx = { segments: n, entries };
+  contexts.set(m, ctx);
+  return ctx;
+}
+
+function predict(e: Entry, n: number, est: Estimates, power: PowerModel, policy: Policy): Prediction {
+  const k = e.deviceSegments;
+  const dev = est.device;
+  const cld = est.cloud;
+  const deviceOnly = e.kind === "device-only";
+  let encode = 0;
+  let decode = 0;
+  if (!deviceOnly) {
+    encode = dev.codecMs[e.id] ?? (dev.codecBaseMs[e.id] ?? 0) * dev.ratio;
+    decode = cld.codecMs[e.id] ?? (cld.codecBaseMs[e.id] ?? 0) * cld.ratio;
+  }
+  const deviceMs = dev.prefixMs[k]! * dev.ratio + encode;
+  const cloudMs = (cld.prefixMs[n]! - cld.prefixMs[k]!) * cld.ratio + decode;
+  const bytes = deviceOnly ? 0 : est.bytes[e.id] ?? e.wireBytes;
+  const airMs = deviceOnly ? 0 : (bytes * 8 * 1000) / est.link.bandwidthBps;
+  const linkMs = deviceOnly ? 0 : airMs + est.link.rttMs;
+  const latencyMs = deviceMs + linkMs + cloudMs;
+  const stage = Math.max(deviceMs, airMs, cloudMs);
+  const throughputPerS = stage > 0 ? 1000 / stage : Infinity;
+  const meetsSlo = (policy.latencySloMs === undefined || latencyMs <= policy.latencySloMs) && (policy.throughputSloPerS === undefined || throughputPerS >= policy.throughputSloPerS);
+  return {
+    id: e.id, kind: e.kind, variant: e.variant, deviceSegments: k, codec: e.codec, accuracyDrop: e.accuracyDrop,
+    deviceMs, linkMs, airMs, cloudMs, latencyMs, throughputPerS, cloudSecondsPerInference: cloudMs / 1000, bytes,
+    deviceJoules: deviceJoules(power, deviceMs, bytes, airMs), meetsSlo,
+  };
+}
+
+/** Metrics an objective can be read from: a prediction, or what a run measured. */
+export interface Metrics {
+  latencyMs: number;
+  throughputPerS: number;
+  cloudSecondsPerInference: number;
+  bytes: number;
+  deviceJoules: number;
+}
+
+/** The objective as a cost, lower is better (throughput: ms per inference of the slowest stage). */
+export function objectiveCost(objective: Objective, m: Partial<Metrics>): number {
+  const v = objectiveValue(objective, m);
+  return objective === "throughput" ? (v > 0 ? 1000 / v : Infinity) : v;
+}
+
+/** The objective's own value (throughput in inferences/s; the others as named). NaN when absent. */
+export function objectiveValue(objective: Objective, m: Partial<Metrics>): number {
+  switch (objective) {
+    case "latency": return m.latencyMs ?? NaN;
+    case "throughput": return m.throughputPerS ?? NaN;
+    case "cloud-cost": return m.cloudSecondsPerInference ?? NaN;
+    case "bytes": return m.bytes ?? NaN;
+    case "energy": return m.deviceJoules ?? NaN;
+  }
+}
+
+const UNIT: Record<Objective, (p: Prediction) => string> = {
+  "latency": (p) => `${fmt(p.latencyMs)} ms (device ${fmt(p.deviceMs)} + link ${fmt(p.linkMs)} + cloud ${fmt(p.cloudMs)})`,
+  "throughput": (p) => `${fmt(p.throughputPerS)}/s (stages: device ${fmt(p.deviceMs)}, link ${fmt(p.airMs)}, cloud ${fmt(p.cloudMs)} ms)`,
+  "cloud-cost": (p) => `${fmt(p.cloudMs)} ms of cloud compute per inference`,
+  "bytes": (p) => `${fmt(p.bytes)} B per inference`,
+  "energy": (p) => `${fmt(p.deviceJoules * 1000)} mJ per inference`,
+};
+
+function pct(fraction: number): string {
+  return `${Math.round(fraction * 1000) / 10}%`;
+}
+
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+/** Total order: objective cost, then accuracy drop, latency, bytes, id (deterministic ties). */
+function better(objective: Objective, a: Prediction, b: Prediction): boolean {
+  const ca = objectiveCost(objective, a);
+  const cb = objectiveCost(objective, b);
+  if (ca !== cb) return ca < cb;
+  if (a.accuracyDrop !== b.accuracyDrop) return a.accuracyDrop < b.accuracyDrop;
+  if (a.latencyMs !== b.latencyMs) return a.latencyMs < b.latencyMs;
+  if (a.bytes !== b.bytes) return a.bytes < b.bytes;
+  return a.id < b.id;
+}
+
+/** How far a prediction is from the SLOs: the sum of the relative shortfalls (0 when met). */
+function violation(p: Prediction, policy: Policy): number {
+  let v = 0;
+  if (policy.latencySloMs !== undefined && p.latencyMs > policy.latencySloMs) v += p.latencyMs / policy.latencySloMs - 1;
+  if (policy.throughputSloPerS !== undefined && p.throughputPerS < policy.throughputSloPerS) v += policy.throughputSloPerS / Math.max(p.throughputPerS, 1e-12) - 1;
+  return v;
+}
+
+function sloText(p: Prediction, policy: Policy): string {
+  const out: string[] = [];
+  if (policy.latencySloMs !== undefined && p.latencyMs > policy.latencySloMs) out.push(`latency ${fmt(p.latencyMs)} ms > SLO ${policy.latencySloMs} ms`);
+  if (policy.throughputSloPerS !== undefined && p.throughputPerS < policy.throughputSloPerS) out.push(`throughput ${fmt(p.throughputPerS)}/s < SLO ${policy.throughputSloPerS}/s`);
+  return out.join(", ");
+}
+
+/** The policy's candidate entries, before the accuracy constraint. */
+function candidates(name: PolicyName, entries: readonly Entry[]): Entry[] {
+  switch (name) {
+    case "dyno": return entries.slice();
+    case "device-only": return entries.filter((e) => e.kind === "device-only");
+    case "cloud-only": return entries.filter((e) => e.kind === "cloud-only" && e.bits === "f32" && e.lossless === "none");
+    case "cloud-only-u8": return entries.filter((e) => e.kind === "cloud-only" && e.bits === 8);
+    case "neurosurgeon": return entries.filter((e) => e.kind === "device-only" || (e.bits === "f32" && e.lossless === "none"));
+    case "jalad": return entries.filter((e) => e.kind === "device-only" || (e.bits === 8 && e.lossless !== "none"));
+  }
+}
+
+/** Predictions for every variant the policy may choose (accuracy-admissible), in manifest order. */
+export function predictAll(manifest: Manifest, estimates: Estimates, policy: Policy = {}): Prediction[] {
+  const ctx = contextOf(manifest);
+  const power = powerModel(policy.power);
+  const maxDrop = policy.maxAccuracyDrop ?? Infinity;
+  const out: Prediction[] = [];
+  for (const e of candidates(policy.name ?? "dyno", ctx.entries)) {
+    if (!e.admissible || e.accuracyDrop > maxDrop) continue;
+    out.push(predict(e, ctx.segments, estimates, power, policy));
+  }
+  return out;
+}
+
+const FRONT_KEYS = ["latencyMs", "cloudMs", "bytes", "deviceJoules", "accuracyDrop"] as const;
+
+/** a dominates b: no worse in every objective and better in one (throughput compared as its slowest stage). */
+function dominates(a: Prediction, b: Prediction): boolean {
+  let strict = false;
+  const pa = Math.max(a.deviceMs, a.airMs, a.cloudMs);
+  const pb = Math.max(b.deviceMs, b.airMs, b.cloudMs);
+  if (pa > pb) return false;
+  if (pa < pb) strict = true;
+  for (const k of FRONT_KEYS) {
+    if (a[k] > b[k]) return false;
+    if (a[k] < b[k]) strict = true;
+  }
+  return strict;
+}
+
+/** The non-dominated predictions, sorted by the objective (same total order as the choice). */
+export function paretoFront(preds: readonly Prediction[], objective: Objective = "latency"): Prediction[] {
+  const front = preds.filter((p) => !preds.some((q) => q !== p && dominates(q, p)));
+  return front.sort((a, b) => (better(objective, a, b) ? -1 : better(objective, b, a) ? 1 : 0));
+}
+
+function previousId(previous: string | Choice | Variant | null | undefined): string | undefined {
+  if (previous === undefined || previous === null) return undefined;
+  return typeof previous === "string" ? previous : previous.id;
+}
+
+export class SchedulerError extends RangeError {
+  override name = "SchedulerError";
+}
+
+/**
+ * Chooses the variant to run next. `previous` (its id, the previous Choice or Variant) enables
+ * hysteresis: it is kept unless the best is better by `policy.hysteresis` (default 10%) in the
+ * objective, or it no longer meets a constraint the best meets.
+ */
+export function chooseVariant(manifest: Manifest, estimates: Estimates, policy: Policy = {}, previous?: string | Choice | Variant | null): Choice {
+  const name = policy.name ?? "dyno";
+  if (!POLICIES.includes(name)) throw new SchedulerError(`unknown scheduler policy "${name}" (known: ${POLICIES.join(", ")})`);
+  const fixedLatency = name === "neurosurgeon" || name === "jalad";
+  const objective: Objective = fixedLatency ? "latency" : policy.objective ?? "latency";
+  if (!OBJECTIVES.includes(objective)) throw new SchedulerError(`unknown objective "${objective}" (known: ${OBJECTIVES.join(", ")})`);
+  const margin = policy.hysteresis ?? 0.1;
+  if (!(margin >= 0 && margin < 1)) throw new SchedulerError(`hysteresis must be in [0, 1), got ${margin}`);
+
+  let preds = predictAll(manifest, estimates, policy);
+  let fallback = "";
+  if (preds.length === 0) {
+    // Nothing the policy may run is admissible (e.g. no 8-bit entropy-coded variant for JALAD):
+    // fall back to the always-exact device-only, and say so.
+    preds = predictAll(manifest, estimates, { ...policy, name: "device-only", maxAccuracyDrop: undefined });
+    fallback = `no admissible variant for policy ${name}${policy.maxAccuracyDrop !== undefined ? ` within ${policy.maxAccuracyDrop} pp` : ""}; fell back to device-only. `;
+  }
+  const feasible = preds.filter((p) => p.meetsSlo);
+  const pool = feasible.length > 0 ? feasible : preds;
+  const closest = feasible.length === 0 && policy.bestEffort === "closest";
+  const rank = (a: Prediction, b: Prediction): boolean => {
+    if (closest) {
+      const va = violation(a, policy);
+      const vb = violation(b, policy);
+      if (va !== vb) return va < vb;
+    }
+    return better(objective, a, b);
+  };
+  let best = pool[0]!;
+  for (const p of pool) if (rank(p, best)) best = p;
+
+  const label = `${name}/${objective}`;
+  const what = (p: Prediction) => `${p.id} predicts ${UNIT[objective](p)}`;
+  let chosen = best;
+  let kept = false;
+  let reason: string;
+  const prevId = previousId(previous);
+  const prev = prevId === undefined ? undefined : pool.find((p) => p.id === prevId);
+  if (prev && prev !== best) {
+    const cPrev = objectiveCost(objective, prev);
+    const cBest = objectiveCost(objective, best);
+    const gain = cPrev > 0 && Number.isFinite(cPrev) ? 1 - cBest / cPrev : cBest < cPrev ? 1 : 0;
+    if (!closest && gain < margin) {
+      chosen = prev;
+      kept = true;
+      reason = `${label}: kept ${what(prev)}; best ${best.id} is only ${pct(gain)} better (hysteresis ${pct(margin)})`;
+    } else {
+      reason = `${label}: switched from ${prev.id} to ${what(best)}, ${pct(gain)} better (hysteresis ${pct(margin)})`;
+    }
+  } else if (prevId !== undefined && !prev && prevId !== best.id) {
+    const old = preds.find((p) => p.id === prevId);
+    const why = !old ? "not offered by this policy or not admissible" : `violates the SLOs: ${sloText(old, policy)}`;
+    reason = `${label}: switched from ${prevId} (${why}) to ${what(best)}`;
+  } else {
+    reason = `${label}: ${what(best)}, the best of ${pool.length} ${feasible.length > 0 ? "admissible variants meeting the SLOs" : "admissible variants"}`;
+  }
+  if (feasible.length === 0 && (policy.latencySloMs !== undefined || policy.throughputSloPerS !== undefined)) {
+    reason = `no variant meets the SLOs; best effort by ${closest ? "distance to the SLOs" : objective} (${sloText(chosen, policy)}). ${reason}`;
+  }
+  return {
+    variant: chosen.variant ?? (chosen.kind === "device-only" ? "device-only" : "cloud-only"),
+    id: chosen.id,
+    reason: fallback + reason,
+    predicted: chosen,
+    front: paretoFront(preds, objective),
+    policy: name,
+    objective,
+    feasible: feasible.length > 0,
+    kept,
+  };
+}
+
+export interface OracleResult {
+  id: string;
+  /** The objective's value (inferences/s for throughput). */
+  value: number;
+  cost: number;
+}
+
+/**
+ * The best variant by *measured* metrics (an exhaustive measured run), under the policy's SLOs
+ * and accuracy bound when the metrics carry them; the scheduler is judged against it.
+ */
+export function oracle(measured: Readonly<Record<string, Partial<Metrics> & { accuracyDrop?: number }>>, policy: Policy = {}): OracleResult | null {
+  const objective = policy.objective ?? "latency";
+  const rows = Object.entries(measured)
+    .filter(([, m]) => policy.maxAccuracyDrop === undefined || m.accuracyDrop === undefined || m.accuracyDrop <= policy.maxAccuracyDrop)
+    .map(([id, m]) => ({ id, m, cost: objectiveCost(objective, m) }))
+    .filter((r) => !Number.isNaN(r.cost));
+  const meets = (m: Partial<Metrics>) =>
+    (policy.latencySloMs === undefined || m.latencyMs === undefined || m.latencyMs <= policy.latencySloMs) &&
+    (policy.throughputSloPerS === undefined || m.throughputPerS === undefined || m.throughputPerS >= policy.throughputSloPerS);
+  const ok = rows.filter((r) => meets(r.m));
+  const pool = ok.length > 0 ? ok : rows;
+  let best: (typeof pool)[number] | undefined;
+  for (const r of pool) if (!best || r.cost < best.cost || (r.cost === best.cost && r.id < best.id)) best = r;
+  return best ? { id: best.id, value: objectiveValue(objective, best.m), cost: best.cost } : null;
+}
+
+/** How much worse `cost` is than the oracle's, as a fraction (0.05 = 5% worse; 0 when as good or better). */
+export function gapToOracle(cost: number, oracleCost: number): number {
+  if (cost <= oracleCost) return 0;
+  return oracleCost > 0 ? cost / oracleCost - 1 : Infinity;
+}
