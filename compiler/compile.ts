@@ -25,18 +25,9 @@ import type { Analysis } from "./pipeline.js";
 import { DEFAULTS, decodeInto, encode, initKernels } from "../kernels/index.js";
 import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../runtime/manifest.js";
 import { openSession } from "../runtime/session.js";
+import type { Calibration } from "../runtime/calibration.js";
 
 export const DEFAULT_BITS = [2, 3, 4, 5, 6, 8, 16] as const;
-
-/** Calibration inputs: float32 batches (NCHW), with labels when known. */
-export interface Calibration {
-  source: string;
-  count: number;
-  /** Samples [start, start + n) as one batch (n <= BATCH). */
-  batch(start: number, n: number): Float32Array;
-  labels: Uint8Array | null;
-  preprocess: Manifest["preprocess"];
-}
 
 export interface CompileOptions {
   out: string;

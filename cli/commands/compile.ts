@@ -1,13 +1,10 @@
 // dyno compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop 1]
 //                   [--cuts auto|i,j,k] [--input-shape ...]
-import { existsSync, readFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
 import cliProgress from "cli-progress";
-import { compile, DEFAULT_BITS, type Calibration } from "../../compiler/compile.js";
+import { compile, DEFAULT_BITS } from "../../compiler/compile.js";
 import { UsageError } from "../../compiler/errors.js";
 import { analyzeModel } from "../../compiler/pipeline.js";
-import { imageBatch, parseImageSet, type Preprocess } from "../../runtime/dataset.js";
-import { randomFloats } from "../../runtime/random.js";
+import { loadCalibration } from "../../runtime/calibration.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { humanBytes } from "../format.js";
 import { dynoVersion } from "../version.js";
@@ -112,45 +109,3 @@ function parseNumber(flag: string, s: string): number {
   return n;
 }
 
-interface FixtureIndex {
-  dataset: { file: string; preprocess: Preprocess };
-  models: { file: string }[];
-}
-
-function loadCalibration(modelPath: string, calib: string | undefined, preprocessFlag: string | undefined, perSample: number[], samples: number | undefined): Calibration {
-  let preprocess: Preprocess | null = null;
-  let file = calib;
-  const fixturesPath = join(dirname(resolve(modelPath)), "fixtures.json");
-  if (existsSync(fixturesPath)) {
-    const index = JSON.parse(readFileSync(fixturesPath, "utf8")) as FixtureIndex;
-    if (index.models.some((m) => m.file === basename(modelPath))) {
-      preprocess = index.dataset.preprocess;
-      file ??= join(dirname(resolve(modelPath)), index.dataset.file);
-    }
-  }
-  if (preprocessFlag) {
-    const [scale, mean, std] = preprocessFlag.split(",").map(Number);
-    if (![scale, mean, std].every((x) => Number.isFinite(x)) || std === 0) throw new UsageError(`--preprocess "${preprocessFlag}": expected SCALE,MEAN,STD`);
-    preprocess = { scale: scale!, mean: [mean!], std: [std!] };
-  }
-  if (!file) throw new UsageError(`compile: no calibration data: give --calib DATA.bin (DYNOIMG1) or --calib random:N`);
-  const random = file.match(/^random:(\d+)$/);
-  const per = perSample.slice(1).reduce((a, b) => a * b, 1);
-  if (random) {
-    const count = Math.min(Number(random[1]), samples ?? Infinity);
-    return { source: `random:${count} (seeded, unlabelled)`, count, labels: null, preprocess: null, batch: (start, n) => randomFloats(n * per, 1000 + start) };
-  }
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch {
-    throw new UsageError(`--calib "${file}": no such file`);
-  }
-  const set = parseImageSet(bytes, file);
-  if (set.channels * set.height * set.width !== per) {
-    throw new UsageError(`--calib "${file}": images are ${set.channels}x${set.height}x${set.width}; the model input needs [${perSample.slice(1).join(",")}]`);
-  }
-  const p = preprocess ?? { scale: 1 / 255, mean: [0], std: [1] };
-  const count = Math.min(set.count, samples ?? Infinity);
-  return { source: basename(file), count, labels: set.labels.subarray(0, count), preprocess: p, batch: (start, n) => imageBatch(set, start, n, p) };
-}

@@ -9,12 +9,21 @@ import type { SplitIndex } from "../../compiler/split.js";
 import { maxAbsDiff, openSession, randomFeeds, runChain, type Feeds } from "../../runtime/session.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { table } from "../format.js";
+import { openBundle } from "../../runtime/bundle.js";
+import { bundleCalibration } from "../../runtime/calibration.js";
+import { ACCURACY_TOLERANCE_PP, verifyBundle } from "../../runtime/verify-bundle.js";
+import { sha256File } from "../../compiler/compile.js";
 
 export const verify: Command = {
   name: "verify",
   summary: "run the parts of a split against the original model and report the difference",
-  usage: "verify MODEL DIR [--seed N] [--input FILE] [--tolerance T]",
+  usage: "verify MODEL DIR [--seed N] [--input FILE] [--tolerance T] | verify [MODEL] BUNDLE [--calib DATA]",
   help: [
+    "  MODEL DIR           the parts written by dyno split (DIR/cut.json or chain.json) against MODEL",
+    "  [MODEL] BUNDLE      every variant of a dyno compile bundle: float32 exact, quantised within the",
+    "                      kernels' bound, the accuracy table reproduced (MODEL: also check it is the",
+    "                      model the bundle was compiled from)",
+    "  --calib DATA        calibration data for the accuracy table (default: the fixtures' dataset)",
     "  --seed N            seed of the random float32 input (default 1)",
     "  --input FILE        raw little-endian float32 input instead (one model input)",
     "  --tolerance T       largest allowed |difference| (default 0: bit-exact, graph optimisations off)",
@@ -24,10 +33,15 @@ export const verify: Command = {
     seed: { type: "string" },
     input: { type: "string" },
     tolerance: { type: "string" },
+    calib: { type: "string" },
     "input-shape": { type: "string", multiple: true },
   },
   async run({ values, positionals }) {
-    if (positionals.length !== 2) throw new UsageError(`verify: expected MODEL and DIR\nusage: dyno ${verify.usage}`);
+    const last = positionals[positionals.length - 1];
+    if (last && existsSync(join(last, "manifest.json")) && positionals.length <= 2) {
+      return verifyBundleCommand(last, positionals.length === 2 ? positionals[0] : undefined, values.calib as string | undefined);
+    }
+    if (positionals.length !== 2) throw new UsageError(`verify: expected MODEL and DIR, or a BUNDLE\nusage: dyno ${verify.usage}`);
     const [modelPath, dir] = positionals as [string, string];
     const tolerance = values.tolerance === undefined ? 0 : Number(values.tolerance);
     if (!(tolerance >= 0)) throw new UsageError(`--tolerance "${values.tolerance}" is not a non-negative number`);
@@ -90,4 +104,22 @@ function fileFeeds(inputs: { name: string; shape?: (number | string | null)[] }[
   const data = new Float32Array(n);
   new Uint8Array(data.buffer).set(bytes);
   return { [v.name]: new ort.Tensor("float32", data, dims) };
+}
+
+async function verifyBundleCommand(dir: string, modelPath: string | undefined, calib: string | undefined): Promise<number> {
+  const bundle = openBundle(dir);
+  const m = bundle.manifest;
+  if (modelPath && sha256File(modelPath) !== m.model.sha256) {
+    throw new DynoError(`bundle "${dir}" was compiled from another model than "${modelPath}" (SHA-256 differs)`);
+  }
+  const calibration = bundleCalibration(m, calib, modelPath);
+  const checks = await verifyBundle(bundle, calibration);
+  const pct = (x: number | null) => (x === null ? "-" : `${(100 * x).toFixed(2)}%`);
+  console.log(table(
+    ["variant", "max |out diff|", "cut error / bound", "top-1", "manifest", "status"],
+    checks.map((c) => [c.id, c.outputDiff === 0 ? "0 (exact)" : c.outputDiff.toExponential(2), c.cutBoundRatio.toFixed(3), pct(c.top1), pct(c.manifestTop1), c.ok ? "ok" : `FAIL: ${c.problem}`]),
+  ));
+  const failed = checks.filter((c) => !c.ok).length;
+  console.log(`${checks.length} variants, ${failed} failed; checksums ok; ${calibration ? `accuracy on ${calibration.count} samples of ${calibration.source} (tolerance ${ACCURACY_TOLERANCE_PP} pp)` : "accuracy not reproduced: no calibration data (give --calib DATA)"}`);
+  return failed === 0 ? 0 : 1;
 }

@@ -1,0 +1,144 @@
+// `dyno verify BUNDLE`: every variant against the float32 model. The reference is the segment
+// chain run end to end (bit-identical to the model, see test/partition.test.ts). Float32
+// variants must be exact; quantised ones must decode every cut value within half a quantisation
+// step (the kernels' promise, docs/kernels.md); float16 within float16 rounding; and the
+// accuracy table must be reproduced on the calibration data through this runtime.
+import ort from "onnxruntime-node";
+import type { Bundle } from "./bundle.js";
+import type { Calibration } from "./calibration.js";
+import { decodeWithShape } from "../kernels/index.js";
+import { Executor } from "./executor.js";
+import type { Variant } from "./manifest.js";
+import { randomFloats } from "./random.js";
+import { maxAbsDiff } from "./session.js";
+
+export interface VariantCheck {
+  id: string;
+  /** Largest |output - reference| on the seeded input. */
+  outputDiff: number;
+  /** Largest |decoded - original| at the cut, relative to the bound (<= 1 passes). */
+  cutBoundRatio: number;
+  top1: number | null;
+  manifestTop1: number | null;
+  agreement: number | null;
+  ok: boolean;
+  problem?: string;
+}
+
+/** Accuracy reproduced within this many percentage points (one sample in 400 may flip on a tie). */
+export const ACCURACY_TOLERANCE_PP = 0.25;
+
+export async function verifyBundle(bundle: Bundle, calibration: Calibration | null, seed = 1): Promise<VariantCheck[]> {
+  const exec = await Executor.open(bundle);
+  const m = bundle.manifest;
+  const spec = m.model.inputs[0]!;
+  const dims = spec.shape.map((d) => (typeof d === "number" ? d : 1));
+  const x = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), seed), dims);
+  const reference = await runAll(exec, x);
+  const references = calibration ? await referenceTop1(exec, calibration) : null;
+  const checks: VariantCheck[] = [];
+  for (const v of m.variants) {
+    const out = await runVariant(exec, v, x);
+    const outputDiff = Math.max(...m.model.outputs.map((o) => maxAbsDiff(reference.outputs[o.name]!, out.outputs[o.name]!)));
+    const cutBoundRatio = out.payloads ? cutBound(v, out.payloads, reference.pool) : 0;
+    let top1: number | null = null;
+    let agreement: number | null = null;
+    if (calibration && references) ({ top1, agreement } = await accuracyOf(exec, v, calibration, references));
+    const manifestTop1 = v.accuracy.top1;
+    let problem: string | undefined;
+    if (v.codec.bits === "f32" && outputDiff !== 0) problem = `float32 variant differs from the model by ${outputDiff}`;
+    else if (cutBoundRatio > 1) problem = `decoded cut values exceed the kernel bound (x${cutBoundRatio.toFixed(3)})`;
+    else if (top1 !== null && manifestTop1 !== null && Math.abs(top1 - manifestTop1) * 100 > ACCURACY_TOLERANCE_PP) {
+      problem = `top-1 ${(100 * top1).toFixed(2)}% differs from the manifest's ${(100 * manifestTop1).toFixed(2)}%`;
+    } else if (agreement !== null && top1 === null && Math.abs(agreement - v.accuracy.agreement) * 100 > ACCURACY_TOLERANCE_PP) {
+      problem = `agreement ${(100 * agreement).toFixed(2)}% differs from the manifest's ${(100 * v.accuracy.agreement).toFixed(2)}%`;
+    }
+    checks.push({ id: v.id, outputDiff, cutBoundRatio, top1, manifestTop1, agreement, ok: !problem, problem });
+  }
+  await exec.release();
+  return checks;
+}
+
+async function runAll(exec: Executor, x: ort.Tensor) {
+  const pool: Record<string, ort.Tensor> = { [exec.inputName]: x };
+  await exec.runSegments(0, exec.manifest.segments.length, pool);
+  return { pool, outputs: pool };
+}
+
+async function runVariant(exec: Executor, v: Variant, x: ort.Tensor) {
+  const d = await exec.device(v.id, x);
+  if (d.kind === "local") return { outputs: d.outputs, payloads: null };
+  const c = await exec.cloud(v.id, d.payloads);
+  return { outputs: c.outputs, payloads: d.payloads };
+}
+
+/** max over cut values of |decoded - original| / bound, bound = scale/2 (quantised) or f16 rounding. */
+function cutBound(v: Variant, payloads: { tensor: string; bytes: Uint8Array }[], pool: Record<string, ort.Tensor>): number {
+  let worst = 0;
+  for (const p of payloads) {
+    const original = pool[p.tensor]!.data as Float32Array;
+    const { data, shape } = decodeWithShape(p.bytes);
+    const bits = v.codec.bits;
+    if (bits === "f32") {
+      for (let i = 0; i < data.length; i++) if (data[i] !== original[i]) return Infinity;
+      continue;
+    }
+    if (bits === "f16") {
+      for (let i = 0; i < data.length; i++) {
+        const bound = Math.max(Math.abs(original[i]!) * 2 ** -11, 2 ** -25);
+        worst = Math.max(worst, Math.abs(data[i]! - original[i]!) / bound);
+      }
+      continue;
+    }
+    const channels = v.codec.perChannel ? shape[1]! : 1;
+    const inner = v.codec.perChannel ? shape.slice(2).reduce((a, b) => a * b, 1) : data.length;
+    const levels = 2 ** bits - 1;
+    const ranges: [number, number][] = Array.from({ length: channels }, () => [Infinity, -Infinity]);
+    for (let i = 0; i < data.length; i++) {
+      const c = v.codec.perChannel ? Math.floor(i / inner) % channels : 0;
+      const r = ranges[c]!;
+      r[0] = Math.min(r[0], original[i]!);
+      r[1] = Math.max(r[1], original[i]!);
+    }
+    for (let i = 0; i < data.length; i++) {
+      const c = v.codec.perChannel ? Math.floor(i / inner) % channels : 0;
+      const [lo, hi] = ranges[c]!;
+      // Half a step, plus float32 rounding of the dequantised value.
+      const bound = (hi - lo) / levels / 2 + Math.max(Math.abs(lo), Math.abs(hi)) * 2 ** -22 + 1e-30;
+      worst = Math.max(worst, Math.abs(data[i]! - original[i]!) / bound);
+    }
+  }
+  return worst;
+}
+
+function sampleInput(exec: Executor, cal: Calibration, i: number): ort.Tensor {
+  const dims = exec.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  return new ort.Tensor("float32", cal.batch(i, 1), dims);
+}
+
+/** The float32 chain's top-1 per calibration sample. */
+async function referenceTop1(exec: Executor, cal: Calibration): Promise<Int32Array> {
+  const outName = exec.manifest.model.outputs[0]!.name;
+  const out = new Int32Array(cal.count);
+  for (let i = 0; i < cal.count; i++) out[i] = argmax((await runAll(exec, sampleInput(exec, cal, i))).outputs[outName]!.data as Float32Array);
+  return out;
+}
+
+/** One inference per sample through the runtime path (device part, kernels, cloud part). */
+async function accuracyOf(exec: Executor, v: Variant, cal: Calibration, reference: Int32Array): Promise<{ top1: number | null; agreement: number }> {
+  const outName = exec.manifest.model.outputs[0]!.name;
+  let correct = 0;
+  let agree = 0;
+  for (let i = 0; i < cal.count; i++) {
+    const got = argmax((await runVariant(exec, v, sampleInput(exec, cal, i))).outputs[outName]!.data as Float32Array);
+    if (cal.labels && got === cal.labels[i]) correct++;
+    if (reference[i] === got) agree++;
+  }
+  return { top1: cal.labels ? correct / cal.count : null, agreement: agree / cal.count };
+}
+
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
