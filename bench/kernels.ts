@@ -130,8 +130,8 @@ await row("unpack_u4 + dequantize (unfused)", "", () => {
   k.u8_dequantize_f32__simd128(C, n, p4.step, p4.offset, p4.mult, p4.hi, 15, Y);
 });
 await row("u4_unpack_dequantize_f32__simd128", "fused unpack+dequantise", () => k.u4_unpack_dequantize_f32__simd128(P, n, p4.step, p4.offset, p4.mult, p4.hi, Y));
-await row("f32_to_f16__scalar", "", () => k.f32_to_f16__scalar(X, n, P));
-await row("f16_to_f32__scalar", "", () => k.f16_to_f32__scalar(P, n, Y));
+await row("f32_to_f16__simd128", "", () => k.f32_to_f16__simd128(X, n, P));
+await row("f16_to_f32__simd128", "", () => k.f16_to_f32__simd128(P, n, Y));
 
 // End to end: JS Float32Array in, payload out (and back), header and copies included.
 const shape = [n];

@@ -88,7 +88,7 @@ export function encode(x: Float32Array, shape: readonly number[], opts: EncodeOp
     new Uint8Array(mem.buffer, body, rawLength).set(new Uint8Array(x.buffer, x.byteOffset, 4 * n));
   } else {
     new Float32Array(mem.buffer, X, n).set(x);
-    if (kind === Kind.Float16) k.f32_to_f16__scalar(X, n, body);
+    if (kind === Kind.Float16) k.f32_to_f16__simd128(X, n, body);
     else ranges = quantizeInto(k, a, X, n, shape, bits, shuffle, perChannel, body);
   }
   mem = a.bytes; // the arena may have grown
@@ -218,7 +218,7 @@ function decodeBody(bytes: Uint8Array, h: Header, result: Float32Array): void {
     new Uint8Array(result.buffer, result.byteOffset, 4 * n).set(new Uint8Array(a.bytes.buffer, body, 4 * n));
     return;
   }
-  if (h.kind === Kind.Float16) k.f16_to_f32__scalar(body, n, Y);
+  if (h.kind === Kind.Float16) k.f16_to_f32__simd128(body, n, Y);
   else dequantizeFrom(k, a, h.bits, h.shuffle, h.perChannel, h.shape, h.ranges, n, body, codesAt, Y);
   result.set(new Float32Array(a.bytes.buffer, Y, n));
 }

@@ -163,19 +163,19 @@ export function bitunshuffleRef(planes: Uint8Array, n: number, bits: number): Ui
   return out;
 }
 
-/** float32 -> binary16 bits, round to nearest even; written from the IEEE definition. */
+/**
+ * float32 -> binary16 bits, round to nearest even, written from the IEEE definition; NaN becomes
+ * the quiet NaN 0x7e00 with its sign.
+ */
 export function f32ToF16Ref(x: Float32Array): Uint16Array {
   const out = new Uint16Array(x.length);
-  // NaN payloads are read from the bits: a float32 NaN turned into a JS number may lose them.
   const xb = new Uint32Array(x.buffer, x.byteOffset, x.length);
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
-    const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+    const sign = xb[i] >>> 31 ? 0x8000 : 0; // from the bits: also the sign of a NaN
     const a = Math.abs(v);
-    if (v !== v) {
-      const b = xb[i];
-      out[i] = ((b >>> 16) & 0x8000) | 0x7c00 | 0x200 | ((b & 0x7fffff) >>> 13);
-    } else if (a >= 65520) out[i] = sign | 0x7c00; // 65520 = max half + half an ulp: ties go to Inf
+    if (v !== v) out[i] = sign | 0x7e00;
+    else if (a >= 65520) out[i] = sign | 0x7c00; // 65520 = max half + half an ulp: ties go to Inf
     else if (a < 2 ** -14) out[i] = sign | roundEven(a * 2 ** 24); // subnormal: units of 2^-24
     else {
       const e = Math.floor(Math.log2(a));

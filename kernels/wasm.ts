@@ -35,8 +35,8 @@ export interface KernelExports {
   u8_bitunshuffle__simd128(planes: number, n: number, bits: number, codes: number): void;
   u16_bitshuffle__simd128(codes: number, n: number, bits: number, out: number): void;
   u16_bitunshuffle__simd128(planes: number, n: number, bits: number, codes: number): void;
-  f32_to_f16__scalar(x: number, n: number, out: number): void;
-  f16_to_f32__scalar(h: number, n: number, out: number): void;
+  f32_to_f16__simd128(x: number, n: number, out: number): void;
+  f16_to_f32__simd128(h: number, n: number, out: number): void;
 }
 
 let kernels: KernelExports | undefined;

@@ -1,6 +1,8 @@
 // Payload format v1 pinned byte for byte: small tensors encoded every way, stored in
 // test/kernels/golden-payload-v1.json. A change here is a wire-format change: bump
-// PAYLOAD_VERSION (docs/kernels.md) or fix the regression. Regenerate, then review the diff:
+// PAYLOAD_VERSION (docs/kernels.md) or fix the regression. (An upgrade of a compression library
+// may also change its bytes while staying valid v1: then regenerating is right.) Regenerate, then
+// review the diff:
 //   DYNO_REGEN_GOLDEN=1 npm test -- kernels-golden
 import { test } from "uvu";
 import * as assert from "uvu/assert";

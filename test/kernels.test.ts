@@ -220,11 +220,11 @@ test("float16 conversions match the reference: every half value, and float32 of 
   const all = new Uint16Array(65536).map((_, i) => i);
   const c = new Call();
   const H = c.put(all), F = c.out(4 * 65536);
-  k.f16_to_f32__scalar(H, 65536, F);
+  k.f16_to_f32__simd128(H, 65536, F);
   const f = c.f32(F, 65536);
   const want = f16ToF32Ref(all);
   const fb = new Uint32Array(f.buffer), wb = new Uint32Array(want.buffer);
-  expectSame("f16_to_f32__scalar (bits)", fb, wb, "");
+  expectSame("f16_to_f32__simd128 (bits)", fb, wb, "");
   // float32 -> float16: every half (must round-trip), midpoints between halves (ties to even),
   // random bit patterns, and overflow/underflow edges.
   const r = rng(SEED + 6);
@@ -235,8 +235,8 @@ test("float16 conversions match the reference: every half value, and float32 of 
   const x = new Float32Array(xs);
   const c2 = new Call();
   const X = c2.put(x), O = c2.out(2 * x.length);
-  k.f32_to_f16__scalar(X, x.length, O);
-  expectSame("f32_to_f16__scalar", c2.u16(O, x.length), f32ToF16Ref(x), "");
+  k.f32_to_f16__simd128(X, x.length, O);
+  expectSame("f32_to_f16__simd128", c2.u16(O, x.length), f32ToF16Ref(x), "");
 });
 
 test.run();

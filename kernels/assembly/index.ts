@@ -21,7 +21,7 @@ export {
   u8_bitshuffle__simd128, u8_bitunshuffle__simd128,
   u16_bitshuffle__simd128, u16_bitunshuffle__simd128,
 } from "./shuffle/bitshuffle";
-export { f32_to_f16__scalar, f16_to_f32__scalar } from "./float16/f32_f16";
+export { f32_to_f16__simd128, f16_to_f32__simd128 } from "./float16/f32_f16";
 
 /** First free byte after the module's static data: kernels/wasm.ts lays its buffers out from here. */
 export function heap_base(): usize {
