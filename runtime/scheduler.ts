@@ -105,6 +105,10 @@ interface Entry {
 interface Context {
   segments: number;
   entries: Entry[];
+  /** Entry indices each policy may choose from. */
+  byPolicy: Map<PolicyName, number[]>;
+  /** Profiled codec ms per entry, by the estimates' codecBaseMs table (shared by all its updates). */
+  codecBase: WeakMap<object, Float64Array>;
 }
 
 const contexts = new WeakMap<Manifest, Context>();
@@ -130,12 +134,22 @@ function contextOf(m: Manifest): Context {
   const synth = (id: "device-only" | "cloud-only", k: number, bytes: number): Entry => ({ id, kind: id, variant: null, deviceSegments: k, codec: "f32", accuracyDrop: 0, admissible: true, wireBytes: bytes, bits: "f32", lossless: "none" });
   if (!entries.some((e) => e.kind === "device-only")) entries.push(synth("device-only", n, 0));
   if (!entries.some((e) => e.kind === "cloud-only" && e.bits === "f32")) entries.push(synth("cloud-only", 0, m.model.inputs.reduce((s, t) => s + t.bytes, 0)));
-  const ctx = { segments: n, entries };
+  const byPolicy = new Map(POLICIES.map((name) => [name, candidates(name, entries).map((e) => entries.indexOf(e))]));
+  const ctx = { segments: n, entries, byPolicy, codecBase: new WeakMap() };
   contexts.set(m, ctx);
   return ctx;
 }
 
-function predict(e: Entry, n: number, est: Estimates, power: PowerModel, policy: Policy): Prediction {
+function codecBase(ctx: Context, table: Readonly<Record<string, number>>): Float64Array {
+  let a = ctx.codecBase.get(table);
+  if (!a) {
+    a = Float64Array.from(ctx.entries, (e) => table[e.id] ?? 0);
+    ctx.codecBase.set(table, a);
+  }
+  return a;
+}
+
+function predict(e: Entry, encodeBase: number, decodeBase: number, n: number, est: Estimates, power: PowerModel, policy: Policy): Prediction {
   const k = e.deviceSegments;
   const dev = est.device;
   const cld = est.cloud;
@@ -143,8 +157,8 @@ function predict(e: Entry, n: number, est: Estimates, power: PowerModel, policy:
   let encode = 0;
   let decode = 0;
   if (!deviceOnly) {
-    encode = dev.codecMs[e.id] ?? (dev.codecBaseMs[e.id] ?? 0) * dev.ratio;
-    decode = cld.codecMs[e.id] ?? (cld.codecBaseMs[e.id] ?? 0) * cld.ratio;
+    encode = dev.codecMs[e.id] ?? encodeBase * dev.ratio;
+    decode = cld.codecMs[e.id] ?? decodeBase * cld.ratio;
   }
   const deviceMs = dev.prefixMs[k]! * dev.ratio + encode;
   const cloudMs = (cld.prefixMs[n]! - cld.prefixMs[k]!) * cld.ratio + decode;
@@ -249,34 +263,50 @@ export function predictAll(manifest: Manifest, estimates: Estimates, policy: Pol
   const ctx = contextOf(manifest);
   const power = powerModel(policy.power);
   const maxDrop = policy.maxAccuracyDrop ?? Infinity;
+  const name = policy.name ?? "dyno";
+  const indices = ctx.byPolicy.get(name);
+  if (!indices) throw new SchedulerError(`unknown scheduler policy "${name}" (known: ${POLICIES.join(", ")})`);
+  const enc = codecBase(ctx, estimates.device.codecBaseMs);
+  const dec = codecBase(ctx, estimates.cloud.codecBaseMs);
   const out: Prediction[] = [];
-  for (const e of candidates(policy.name ?? "dyno", ctx.entries)) {
+  for (const i of indices) {
+    const e = ctx.entries[i]!;
     if (!e.admissible || e.accuracyDrop > maxDrop) continue;
-    out.push(predict(e, ctx.segments, estimates, power, policy));
+    out.push(predict(e, enc[i]!, dec[i]!, ctx.segments, estimates, power, policy));
   }
   return out;
 }
 
-const FRONT_KEYS = ["latencyMs", "cloudMs", "bytes", "deviceJoules", "accuracyDrop"] as const;
+/** The front's coordinates of a prediction, all lower-is-better (throughput as its slowest stage). */
+function coords(p: Prediction): number[] {
+  return [p.latencyMs, Math.max(p.deviceMs, p.airMs, p.cloudMs), p.cloudMs, p.bytes, p.deviceJoules, p.accuracyDrop];
+}
 
-/** a dominates b: no worse in every objective and better in one (throughput compared as its slowest stage). */
-function dominates(a: Prediction, b: Prediction): boolean {
+/** a dominates b: no worse in every coordinate and better in one. */
+function dominates(a: readonly number[], b: readonly number[]): boolean {
   let strict = false;
-  const pa = Math.max(a.deviceMs, a.airMs, a.cloudMs);
-  const pb = Math.max(b.deviceMs, b.airMs, b.cloudMs);
-  if (pa > pb) return false;
-  if (pa < pb) strict = true;
-  for (const k of FRONT_KEYS) {
-    if (a[k] > b[k]) return false;
-    if (a[k] < b[k]) strict = true;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]! > b[i]!) return false;
+    if (a[i]! < b[i]!) strict = true;
   }
   return strict;
 }
 
-/** The non-dominated predictions, sorted by the objective (same total order as the choice). */
+/**
+ * The non-dominated predictions, sorted by the objective (same total order as the choice).
+ * Points are visited in lexicographic order of their coordinates, so a point can only be
+ * dominated by one visited before it, and (dominance being transitive) by one already on the
+ * front: O(n x front) instead of O(n^2).
+ */
 export function paretoFront(preds: readonly Prediction[], objective: Objective = "latency"): Prediction[] {
-  const front = preds.filter((p) => !preds.some((q) => q !== p && dominates(q, p)));
-  return front.sort((a, b) => (better(objective, a, b) ? -1 : better(objective, b, a) ? 1 : 0));
+  const pts = preds.map((p) => ({ p, c: coords(p) }));
+  pts.sort((x, y) => {
+    for (let i = 0; i < x.c.length; i++) if (x.c[i] !== y.c[i]) return x.c[i]! - y.c[i]!;
+    return 0;
+  });
+  const front: typeof pts = [];
+  for (const q of pts) if (!front.some((f) => dominates(f.c, q.c))) front.push(q);
+  return front.map((f) => f.p).sort((a, b) => (better(objective, a, b) ? -1 : better(objective, b, a) ? 1 : 0));
 }
 
 function previousId(previous: string | Choice | Variant | null | undefined): string | undefined {

@@ -38,7 +38,7 @@ export function variantId(v: VariantSpec): string {
 export function makeManifest(spec: ManifestSpec): Manifest {
   const n = spec.deviceMs.length;
   if (spec.cutBytes.length !== n + 1) throw new Error(`cutBytes needs ${n + 1} entries`);
-  const tensor = (name: string, bytes: number) => ({ name, dtype: "float32", shape: [1, bytes / 4], bytes });
+  const tensor = (name: string, bytes: number) => ({ name, dtype: "float32", shape: [1, Math.ceil(bytes / 4)], bytes });
   const cuts = spec.cutBytes.map((bytes, k) => ({
     id: k, kind: k === 0 ? "input" : k === n ? "output" : "inner", tensors: [tensor(`t${k}`, bytes)], bytes,
     deviceMacs: k * 1e6, cloudMacs: (n - k) * 1e6, deviceSegments: k,
