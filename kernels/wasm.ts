@@ -40,12 +40,20 @@ export interface KernelExports {
 }
 
 let kernels: KernelExports | undefined;
+let loading: Promise<KernelExports> | undefined;
 
 export type WasmSource = BufferSource | WebAssembly.Module;
 
-/** Instantiates the kernels once; later calls return the same instance. */
-export async function initKernels(source?: WasmSource): Promise<KernelExports> {
-  if (kernels) return kernels;
+/** Instantiates the kernels once; later (and concurrent) calls share the same instance. */
+export function initKernels(source?: WasmSource): Promise<KernelExports> {
+  loading ??= instantiate(source).catch((e: unknown) => {
+    loading = undefined; // a failed load (e.g. a bad URL) may be retried
+    throw e;
+  });
+  return loading;
+}
+
+async function instantiate(source?: WasmSource): Promise<KernelExports> {
   const zstdReady = initZstd();
   const src = source ?? (await defaultWasmBytes());
   const instance =
