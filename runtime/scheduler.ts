@@ -377,7 +377,8 @@ export function chooseVariant(manifest: Manifest, estimates: Estimates, policy: 
     const why = !old ? "not offered by this policy or not admissible" : `violates the SLOs: ${sloText(old, policy)}`;
     reason = `${label}: switched from ${prevId} (${why}) to ${what(best)}`;
   } else {
-    reason = `${label}: ${what(best)}, the best of ${pool.length} ${feasible.length > 0 ? "admissible variants meeting the SLOs" : "admissible variants"}`;
+    const slos = policy.latencySloMs !== undefined || policy.throughputSloPerS !== undefined;
+    reason = `${label}: ${what(best)}, the best of ${pool.length} admissible variants${slos && feasible.length > 0 ? " meeting the SLOs" : ""}`;
   }
   if (feasible.length === 0 && (policy.latencySloMs !== undefined || policy.throughputSloPerS !== undefined)) {
     reason = `no variant meets the SLOs; best effort by ${closest ? "distance to the SLOs" : objective} (${sloText(chosen, policy)}). ${reason}`;
