@@ -26,7 +26,7 @@ interface FixtureIndex {
  * `calib`: a DYNOIMG1 file or "random:N"; when absent and the model sits in a folder whose
  * fixtures.json lists it, that dataset and its preprocessing. `preprocessFlag`: "SCALE,MEAN,STD".
  */
-export function loadCalibration(modelPath: string, calib: string | undefined, preprocessFlag: string | undefined, perSample: number[], samples: number | undefined): Calibration {
+export function loadCalibration(modelPath: string, calib: string | undefined, preprocessFlag: string | undefined, perSample: number[], samples: number | undefined, inputName?: string): Calibration {
   let preprocess: Preprocess | null = null;
   let file = calib;
   const fixturesPath = join(dirname(resolve(modelPath)), "fixtures.json");
@@ -43,6 +43,12 @@ export function loadCalibration(modelPath: string, calib: string | undefined, pr
     preprocess = { scale: scale!, mean: [mean!], std: [std!] };
   }
   if (!file) throw new UsageError(`compile: no calibration data: give --calib DATA.bin (DYNOIMG1) or --calib random:N`);
+  // NAME=DATA names the model input the data is for.
+  const named = file.match(/^([^=/\\]+)=(.+)$/);
+  if (named) {
+    if (inputName !== undefined && named[1] !== inputName) throw new UsageError(`--calib: the model has no input "${named[1]}" (inputs: ${inputName})`);
+    file = named[2]!;
+  }
   const random = file.match(/^random:(\d+)$/);
   const per = perSample.slice(1).reduce((a, b) => a * b, 1);
   if (random) {

@@ -196,8 +196,9 @@ export async function startLink(options: LinkOptions): Promise<Link> {
       p.dir.delivered += data.length;
       if (!p.to.destroyed) p.to.write(data);
     }
-    if (p.head === p.queue.length) {
-      p.queue = [];
+    if (p.head === p.queue.length || p.head > 1024) {
+      // Drop delivered pieces so a connection that never drains does not keep them alive.
+      p.queue = p.queue.slice(p.head);
       p.head = 0;
     }
     if (p.paused && p.pending < LOW_WATER) {

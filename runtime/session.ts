@@ -11,6 +11,9 @@ export interface SessionOptions {
   threads?: number;
 }
 
+/** Sessions created so far in this process (tests check that a variant switch creates none). */
+export let sessionsOpened = 0;
+
 export async function openSession(model: string | Uint8Array, options: SessionOptions = {}): Promise<ort.InferenceSession> {
   const opts: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: options.optimize ? "all" : "disabled",
@@ -19,6 +22,7 @@ export async function openSession(model: string | Uint8Array, options: SessionOp
     logSeverityLevel: 3,
   };
   try {
+    sessionsOpened++;
     return typeof model === "string" ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
   } catch (e) {
     const what = typeof model === "string" ? `"${model}"` : "model";

@@ -15,7 +15,7 @@ export const compileCommand: Command = {
   usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop PP] [--cuts auto|I,J,K]",
   help: [
     "  -o, --out BUNDLE            output directory (replaced)",
-    "  --calib DATA                calibration images (DYNOIMG1 .bin, labelled), or random:N (unlabelled);",
+    "  --calib [INPUT=]DATA        calibration images (DYNOIMG1 .bin, labelled), or random:N (unlabelled);",
     "                              default: the dataset of models/fixtures.json when MODEL is a fixture",
     "  --calib-samples N           use the first N calibration samples (default: all)",
     "  --preprocess S,M,D          x = (pixel * S - M) / D for --calib images (default from fixtures.json, else 1/255,0,1)",
@@ -50,7 +50,7 @@ export const compileCommand: Command = {
     const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
     const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
     const samples = values["calib-samples"] === undefined ? undefined : parseNumber("--calib-samples", values["calib-samples"] as string);
-    const calibration = loadCalibration(modelPath, values.calib as string | undefined, values.preprocess as string | undefined, perSample, samples);
+    const calibration = loadCalibration(modelPath, values.calib as string | undefined, values.preprocess as string | undefined, perSample, samples, input.name);
 
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ format: "profiling {bar} {percentage}% | {value}/{total} | ETA {eta_formatted} | {label}", hideCursor: true }, cliProgress.Presets.shades_classic)
