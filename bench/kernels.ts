@@ -135,10 +135,17 @@ await row("f16_to_f32__simd128", "", () => k.f16_to_f32__simd128(P, n, Y));
 
 // End to end: JS Float32Array in, payload out (and back), header and copies included.
 const shape = [n];
-for (const [bits, shuffle, codec] of [[4, false, "none"], [4, true, "none"], [8, false, "none"], [4, false, "lz4"], [4, false, "zstd"], [8, false, "zstd"]] as const) {
+for (const [bits, shuffle, codec] of [[4, false, "none"], [4, true, "none"], [6, false, "none"], [8, false, "none"], [4, false, "lz4"], [4, false, "zstd"], [8, false, "zstd"]] as const) {
   const b = encode(src, shape, { bits, shuffle, codec });
   await row(`encode ${bits}-bit shuffle=${shuffle} ${codec}`, `${b.length} bytes`, () => encode(src, shape, { bits, shuffle, codec }));
   await row(`decode ${bits}-bit shuffle=${shuffle} ${codec}`, "decodeInto a reused tensor", () => decodeInto(b, dst));
+}
+// Per-channel ranges along axis 1: 256 channels of 32x32, batch 4.
+const chShape = [4, 256, 32, 32].map((d, i) => (i === 0 ? n / (256 * 32 * 32) : d));
+if (chShape[0] >= 1 && Number.isInteger(chShape[0])) {
+  const b = encode(src, chShape, { bits: 4, perChannel: true, codec: "none" });
+  await row("encode 4-bit per-channel none", `shape [${chShape}]`, () => encode(src, chShape, { bits: 4, perChannel: true, codec: "none" }));
+  await row("decode 4-bit per-channel none", "decodeInto a reused tensor", () => decodeInto(b, dst));
 }
 
 const base = (name: string) => rows.find((r) => r.name === name)!.seconds;
