@@ -1,0 +1,241 @@
+// The device runtime: runs its part of the model, packs what crosses the cut, sends it, and lets
+// the scheduler (a pure function, ./scheduler.ts) re-plan cut and bits after every inference
+// from what it measured (./estimators.ts). When the cloud is unreachable or slow it finishes the
+// inference itself — the device holds every segment — and probes the cloud with back-off until
+// it answers again. Every infer() resolves once with a correct result or rejects with an error.
+import ort from "onnxruntime-node";
+import { DynoError } from "../compiler/errors.js";
+import { openBundle, type Bundle } from "./bundle.js";
+import { observe, observationsOf, initEstimates, type Estimates } from "./estimators.js";
+import { Executor, type Payload } from "./executor.js";
+import type { Manifest } from "./manifest.js";
+import { chooseVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
+
+/** What the device needs from a cloud connection (runtime/client.ts provides it). */
+export interface CloudTransport {
+  infer(request: { variant: string; payloads: readonly Payload[] }): Promise<CloudAnswer>;
+  /** Round-trip time of a tiny request, ms; rejects when the cloud does not answer. */
+  ping(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface CloudAnswer {
+  outputs: Record<string, { dims: number[]; data: Float32Array }>;
+  /** Cloud compute as the server measured it. */
+  cloudMs: number;
+  decodeMs: number;
+  /** Request bytes on the wire and the wall time from send to answer. */
+  bytesSent: number;
+  wallMs: number;
+}
+
+export interface DeviceOptions {
+  bundle: string | Bundle;
+  /** A connected transport, or null for a device with no cloud (device-only). */
+  cloud: CloudTransport | null;
+  policy?: PolicyName;
+  objective?: Objective;
+  slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number };
+  /**
+   * Device emulation: this machine is both device and cloud, so the device's compute is
+   * stretched by this factor (it waits (factor - 1) x its measured compute). Stated in outputs.
+   */
+  slowdown?: number;
+  /** Prior link estimate before the first measurement. */
+  link?: { bandwidthMbps: number; rttMs: number };
+  /** First probe after a failure, doubling up to maxProbeMs. */
+  probeMs?: number;
+  maxProbeMs?: number;
+  threads?: number;
+}
+
+export interface Inference {
+  outputs: Record<string, { dims: number[]; data: Float32Array }>;
+  /** Variant that ran ("device-only" when the device finished alone). */
+  variant: string;
+  kind: "split" | "device-only" | "cloud-only";
+  /** The scheduler's choice (and reason) before this inference. */
+  choice: Choice;
+  /** True when a planned split ended on the device because the cloud failed. */
+  fellBack: boolean;
+  timings: {
+    deviceSegmentMs: number[];
+    deviceMs: number;
+    encodeMs: number;
+    bytes: number;
+    transferMs: number;
+    cloudMs: number;
+    rttMs: number;
+    totalMs: number;
+  };
+}
+
+export interface Device {
+  readonly manifest: Manifest;
+  infer(input: Float32Array): Promise<Inference>;
+  /** Pipelined: the device computes input i+1 while input i is in flight. */
+  stream(inputs: Iterable<Float32Array> | AsyncIterable<Float32Array>, onResult?: (r: Inference, index: number) => void): Promise<Inference[]>;
+  readonly estimates: Estimates;
+  readonly cloudUp: boolean;
+  close(): Promise<void>;
+}
+
+export class CloudUnavailable extends DynoError {
+  override name = "CloudUnavailable";
+}
+
+export async function createDevice(options: DeviceOptions): Promise<Device> {
+  const bundle = typeof options.bundle === "string" ? openBundle(options.bundle) : options.bundle;
+  const exec = await Executor.open(bundle, { threads: options.threads ?? 1 });
+  const m = bundle.manifest;
+  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const inputSize = dims.reduce((a, b) => a * b, 1);
+  const slowdown = options.slowdown ?? 1;
+  const policy = {
+    name: options.policy ?? "dyno",
+    objective: options.objective ?? "latency",
+    maxAccuracyDrop: options.slo?.maxAccuracyDrop,
+    latencySloMs: options.slo?.latencyMs,
+    throughputSloPerS: options.slo?.throughputPerS,
+  } as const;
+  let estimates = initEstimates(m, { link: options.link });
+  let previous: Choice | null = null;
+  let cloud = options.cloud;
+  let cloudUp = cloud !== null;
+  let probeDelay = options.probeMs ?? 250;
+  let probeTimer: NodeJS.Timeout | null = null;
+  let closed = false;
+
+  const scheduleProbe = () => {
+    if (probeTimer || closed || !cloud) return;
+    probeTimer = setTimeout(async () => {
+      probeTimer = null;
+      try {
+        const rtt = await cloud!.ping();
+        estimates = observe(estimates, { kind: "rtt", ms: rtt });
+        cloudUp = true;
+        probeDelay = options.probeMs ?? 250;
+      } catch {
+        probeDelay = Math.min(probeDelay * 2, options.maxProbeMs ?? 4000);
+        scheduleProbe();
+      }
+    }, probeDelay);
+    probeTimer.unref?.();
+  };
+  const markDown = () => {
+    cloudUp = false;
+    scheduleProbe();
+  };
+
+  /** Emulated slow device: wait (slowdown - 1) x the compute it just did. */
+  const stretch = async (ms: number) => {
+    if (slowdown > 1 && ms > 0) await new Promise((r) => setTimeout(r, ms * (slowdown - 1)));
+    return ms * slowdown;
+  };
+
+  const deviceOnlyId = m.variants.find((v) => m.cuts.find((c) => c.id === v.cut)?.kind === "output")!.id;
+
+  /** Phase 1 (device compute): plan, run the device part, pack. */
+  async function prepare(input: Float32Array) {
+    if (closed) throw new DynoError("device is closed");
+    if (input.length !== inputSize) throw new DynoError(`input has ${input.length} values, model input "${m.model.inputs[0]!.name}" [${dims.join(",")}] needs ${inputSize}`);
+    const t0 = performance.now();
+    const choice = chooseVariant(m, estimates, cloudUp ? policy : { ...policy, name: "device-only" }, previous);
+    previous = choice;
+    const id = choice.variant === "device-only" || choice.variant === "cloud-only" ? (choice.variant === "device-only" ? deviceOnlyId : cloudOnlyId(m)) : choice.id;
+    const x = new ort.Tensor("float32", input, dims);
+    const d = await exec.device(id, x);
+    const computeMs = d.segmentMs.reduce((a, b) => a + b, 0);
+    const deviceMs = await stretch(computeMs);
+    const encodeMs = d.kind === "split" ? await stretch(d.encodeMs) : 0;
+    return { t0, choice, id, d, deviceMs, encodeMs, x };
+  }
+
+  /** Phase 2 (link + cloud): send and await, or finish locally when the cloud fails. */
+  async function finish(p: Awaited<ReturnType<typeof prepare>>): Promise<Inference> {
+    const { t0, choice, id, d, deviceMs, encodeMs } = p;
+    const cut = m.cuts.find((c) => c.id === m.variants.find((v) => v.id === id)!.cut)!;
+    const kind = cut.kind === "output" ? "device-only" : cut.kind === "input" ? "cloud-only" : "split";
+    const base = { deviceSegmentMs: d.segmentMs, deviceMs, encodeMs, bytes: 0, transferMs: 0, cloudMs: 0, rttMs: 0 };
+    if (d.kind === "local") {
+      estimates = observe(estimates, ...observationsOf({ variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs }));
+      return { outputs: plain(d.outputs), variant: id, kind: "device-only", choice, fellBack: false, timings: { ...base, totalMs: performance.now() - t0 } };
+    }
+    const bytes = d.payloads.reduce((s, q) => s + q.bytes.length, 0);
+    if (cloud && cloudUp) {
+      try {
+        const a = await cloud.infer({ variant: id, payloads: d.payloads });
+        const transferMs = Math.max(0, a.wallMs - a.cloudMs - a.decodeMs);
+        const rttMs = estimates.link.rttMs;
+        estimates = observe(
+          estimates,
+          ...observationsOf({
+            variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs, encodeMs,
+            bytes: a.bytesSent, transferSeconds: transferMs / 1000, decodeMs: a.decodeMs, cloudMs: a.cloudMs,
+          }),
+        );
+        return { outputs: a.outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.cloudMs + a.decodeMs, rttMs, totalMs: performance.now() - t0 } };
+      } catch (e) {
+        if (!isCloudFailure(e)) throw e;
+        markDown();
+      }
+    }
+    // The cloud is down (or just failed): finish here from the same payloads — same numbers.
+    const c = await exec.cloud(id, d.payloads);
+    const localMs = await stretch(c.segmentMs.reduce((a, b) => a + b, 0) + c.decodeMs);
+    return { outputs: plain(c.outputs), variant: id, kind: "device-only", choice, fellBack: true, timings: { ...base, bytes, deviceMs: deviceMs + localMs, totalMs: performance.now() - t0 } };
+  }
+
+  const device: Device = {
+    manifest: m,
+    get estimates() {
+      return estimates;
+    },
+    get cloudUp() {
+      return cloudUp;
+    },
+    async infer(input) {
+      return finish(await prepare(input));
+    },
+    async stream(inputs, onResult) {
+      const results: Inference[] = [];
+      let inFlight: Promise<void> | null = null;
+      let i = 0;
+      for await (const input of inputs as AsyncIterable<Float32Array>) {
+        const prepared = await prepare(input);
+        if (inFlight) await inFlight;
+        const index = i++;
+        inFlight = finish(prepared).then((r) => {
+          results[index] = r;
+          onResult?.(r, index);
+        });
+      }
+      if (inFlight) await inFlight;
+      return results;
+    },
+    async close() {
+      closed = true;
+      if (probeTimer) clearTimeout(probeTimer);
+      await cloud?.close();
+      cloud = null;
+      await exec.release();
+    },
+  };
+  return device;
+}
+
+function cloudOnlyId(m: Manifest): string {
+  const input = m.cuts.find((c) => c.kind === "input")!;
+  const vs = m.variants.filter((v) => v.cut === input.id);
+  return (vs.find((v) => v.codec.bits === "f32") ?? vs[0]!).id;
+}
+
+function plain(outputs: Record<string, ort.Tensor>): Record<string, { dims: number[]; data: Float32Array }> {
+  return Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dims: [...t.dims] as number[], data: t.data as Float32Array }]));
+}
+
+/** Errors that mean "the cloud is not there" (connection, timeout, overload), not a bad request. */
+function isCloudFailure(e: unknown): boolean {
+  const kind = (e as { kind?: string }).kind;
+  return kind === undefined || ["connection", "timeout", "overloaded", "unavailable", "internal", "closed"].includes(kind);
+}
