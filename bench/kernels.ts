@@ -104,7 +104,9 @@ await row("ort DynamicQuantizeLinear u8", "onnxruntime-node, 1 thread, range fro
 
 // WASM kernels on data already in WASM memory.
 await row("f32_minmax__simd128", "", () => k.f32_minmax__simd128(X, n, R));
-await row("f32_quantize_u8__simd128 (8-bit)", "codes, one per byte", () => k.f32_quantize_u8__simd128(X, n, p8.pre, p8.qlo, p8.inv, C));
+await row("f32_quantize_u8__simd128 (8-bit)", "codes, one per byte; min = 0", () => k.f32_quantize_u8__simd128(X, n, p8.pre, p8.qlo, p8.inv, C));
+const signed = quantParams(-1, mx, 8); // the same data under a range with min < 0: the subtracting loop
+await row("f32_quantize_u8__simd128 (min < 0)", "range [-1, max]", () => k.f32_quantize_u8__simd128(X, n, signed.pre, signed.qlo, signed.inv, C));
 await row("f32_quantize_u16__simd128", "", () => k.f32_quantize_u16__simd128(X, n, p8.pre, p8.qlo, p8.inv, C));
 await row("u8_pack_u4__simd128", "n codes in", () => k.u8_pack_u4__simd128(C, n, P));
 await row("u8_pack_u2__simd128", "", () => k.u8_pack_u2__simd128(C, n, P));
