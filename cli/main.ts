@@ -3,11 +3,12 @@ import { DynoError, UsageError } from "../compiler/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
 import { compileCommand } from "./commands/compile.js";
 import { inspect } from "./commands/inspect.js";
+import { serve } from "./commands/serve.js";
 import { split } from "./commands/split.js";
 import { verify } from "./commands/verify.js";
 import { dynoVersion } from "./version.js";
 
-const COMMANDS: Command[] = [inspect, split, compileCommand, verify];
+const COMMANDS: Command[] = [inspect, split, compileCommand, verify, serve];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
