@@ -80,19 +80,17 @@ export function encode(x: Float32Array, shape: readonly number[], opts: EncodeOp
   const rawLength = rawBodyLength(kind, bits, shuffle, n);
 
   const a = getArena(k);
-  const X = a.take(4 * n);
   const body = a.take(rawLength);
   let ranges: Float32Array = new Float32Array(0);
-  let mem = a.bytes;
   if (kind === Kind.Float32) {
-    new Uint8Array(mem.buffer, body, rawLength).set(new Uint8Array(x.buffer, x.byteOffset, 4 * n));
+    a.bytes.set(new Uint8Array(x.buffer, x.byteOffset, 4 * n), body);
   } else {
-    new Float32Array(mem.buffer, X, n).set(x);
+    const X = a.take(4 * n);
+    new Float32Array(a.bytes.buffer, X, n).set(x);
     if (kind === Kind.Float16) k.f32_to_f16__simd128(X, n, body);
     else ranges = quantizeInto(k, a, X, n, shape, bits, shuffle, perChannel, body);
   }
-  mem = a.bytes; // the arena may have grown
-  const raw = new Uint8Array(mem.buffer, body, rawLength);
+  const raw = new Uint8Array(a.bytes.buffer, body, rawLength); // a fresh view: the arena may have grown
   let stored = compress(codec, raw);
   let usedCodec = codec;
   // A body the compressor cannot shrink (lz4js even gives up and returns nothing) travels raw.
