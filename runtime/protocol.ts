@@ -28,6 +28,8 @@ export const MAGIC = [0x44, 0x59, 0x4e, 0x4f] as const;
 export const PREFIX_BYTES = 16;
 /** Largest JSON header accepted (a request header is a few hundred bytes). */
 export const MAX_HEADER_BYTES = 64 * 1024;
+/** A symbolic dimension (batch) of a cut tensor accepts 1..this (as the executor's decode cap). */
+export const MAX_SYMBOLIC_DIM = 64;
 /** Characters of manifest.model.sha256 a request carries as the bundle identity. */
 export const MODEL_ID_CHARS = 16;
 
@@ -374,12 +376,12 @@ export function validateRequest(manifest: Manifest, req: Request): ValidRequest 
     ].filter(Boolean);
     if (mismatch.length) fail("bad-request", `tensor "${t.name}": codec parameters do not match variant "${v.id}": ${mismatch.join(", ")}`);
     const want = spec!.shape;
-    const shapeOk = t.shape.length === want.length && want.every((d, k) => (typeof d === "number" ? d === t.shape[k] : t.shape[k]! >= 1 && t.shape[k]! <= 64));
+    const shapeOk = t.shape.length === want.length && want.every((d, k) => (typeof d === "number" ? d === t.shape[k] : t.shape[k]! >= 1 && t.shape[k]! <= MAX_SYMBOLIC_DIM));
     if (!shapeOk) fail("bad-request", `tensor "${t.name}": shape [${t.shape.join(",")}] does not match the cut tensor [${want.map((d) => (typeof d === "number" ? d : d ?? "?")).join(",")}]`);
     const bytes = req.payloads[i]!;
     let ph: ReturnType<typeof readHeader>;
     try {
-      ph = readHeader(bytes, t.shape.reduce((a, d) => a * d, 1));
+      ph = readHeader(bytes, want.reduce<number>((a, d) => a * (typeof d === "number" ? d : MAX_SYMBOLIC_DIM), 1));
     } catch (e) {
       return fail("bad-request", `tensor "${t.name}": ${(e as Error).message}`);
     }
