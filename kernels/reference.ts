@@ -9,7 +9,7 @@ const F32_MAX = 3.4028234663852886e38;
 export interface QuantParams {
   lo: number;
   hi: number;
-  /** Quantisation q = roundeven(clamp((x * pre - qlo) * inv, 0, maxCode)). */
+  /** Quantisation q = roundeven((x * pre - qlo) * inv), for x in [lo, hi]. */
   pre: number;
   qlo: number;
   inv: number;
@@ -26,8 +26,7 @@ export interface QuantParams {
  * rounded once, so every side derives the same float32 values from the (min, max) in a payload.
  *
  * Round-trip bound: |x - dequant(quant(x))| <= (max - min) / maxCode / 2 + roundoffBound(params);
- * exact at min
- * and max (and so at the zeros of a non-negative tensor, whose min is 0).
+ * exact at min and max (and so at the zeros of a non-negative tensor, whose min is 0).
  */
 export function quantParams(min: number, max: number, bits: number): QuantParams {
   const maxCode = bits === 16 ? 65535 : (1 << bits) - 1;
