@@ -358,8 +358,8 @@ function wsTransport(base: string, token: string | undefined, timeoutMs: number)
       c.pending.set(id, { resolve: (b) => settle(() => resolve(b)), reject: (e) => settle(() => reject(e)) });
       c.opened.then((socket) => {
         if (settled || c.dead) return;
-        if (socket.readyState !== OPEN) return kill(c, new CloudError("connection", `cloud connection ${url} is closed`));
-        socket.send(frame);
+        // Closing already (e.g. refused after the handshake): onclose rejects with its reason.
+        if (socket.readyState === OPEN) socket.send(frame);
       }, () => {
         /* kill() has rejected the pending entry */
       });
