@@ -20,6 +20,9 @@
 //   rejects at once) and "protocol" (a reply that is not a valid frame). "timeout" is also
 //   raised by the client when no reply came within timeoutMs, and "overloaded" when maxInFlight
 //   requests are already pending (nothing is queued). A promise settles exactly once.
+//   WebSocket close codes map to kinds for every request pending on that connection: 4401
+//   unauthorized, 1001 unavailable (server draining), 1009 too-large (a message over the
+//   server's --max-body: the server must drop the connection, so pipelined neighbours fail too).
 // - Cloud down, quickly: a refused connection rejects in about one RTT with kind "connection";
 //   ping() with a short timeout is the probe; a draining server answers "unavailable" (HTTP
 //   503, WebSocket close 1001).
