@@ -45,7 +45,7 @@ const clients: CloudClient[] = [];
 const s = suite("dyno serve on loopback");
 
 s.before(async () => {
-  const fx = fixtures()[0]!;
+  const fx = fixtures().find((f) => f.name === "resnet")!; // the names below (resnet, input, logits) are its
   const a = await analyzeModel(fx.path);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
   const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
