@@ -7,32 +7,22 @@ import ort from "onnxruntime-node";
 import { DynoError } from "../compiler/errors.js";
 import { openBundle, type Bundle } from "./bundle.js";
 import { observe, observationsOf, initEstimates, type Estimates } from "./estimators.js";
-import { Executor, type Payload } from "./executor.js";
+import { Executor } from "./executor.js";
 import type { Manifest } from "./manifest.js";
 import { chooseVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
-
-/** What the device needs from a cloud connection (runtime/client.ts provides it). */
-export interface CloudTransport {
-  infer(request: { variant: string; payloads: readonly Payload[] }): Promise<CloudAnswer>;
-  /** Round-trip time of a tiny request, ms; rejects when the cloud does not answer. */
-  ping(): Promise<number>;
-  close(): Promise<void>;
-}
-
-export interface CloudAnswer {
-  outputs: Record<string, { dims: number[]; data: Float32Array }>;
-  /** Cloud compute as the server measured it. */
-  cloudMs: number;
-  decodeMs: number;
-  /** Request bytes on the wire and the wall time from send to answer. */
-  bytesSent: number;
-  wallMs: number;
-}
+import { connectCloud, type CloudClient } from "./client.js";
 
 export interface DeviceOptions {
   bundle: string | Bundle;
-  /** A connected transport, or null for a device with no cloud (device-only). */
-  cloud: CloudTransport | null;
+  /**
+   * The cloud: a URL of `dyno serve` (http://host:port, or ws://), a client made with
+   * connectCloud, or null for a device with no cloud (device-only).
+   */
+  cloud: string | CloudClient | null;
+  token?: string;
+  transport?: "ws" | "http";
+  /** Per request; a slower answer counts as a cloud failure and the device finishes alone. */
+  timeoutMs?: number;
   policy?: PolicyName;
   objective?: Objective;
   slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number };
@@ -99,8 +89,14 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     throughputSloPerS: options.slo?.throughputPerS,
   } as const;
   let estimates = initEstimates(m, { link: options.link });
+  // An emulated slow device starts from the bundle's device profile stretched by its factor;
+  // measurements correct the estimate from the first inference on.
+  if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown } };
   let previous: Choice | null = null;
-  let cloud = options.cloud;
+  let cloud: CloudClient | null =
+    typeof options.cloud === "string"
+      ? connectCloud({ url: options.cloud, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000 })
+      : options.cloud;
   let cloudUp = cloud !== null;
   let probeDelay = options.probeMs ?? 250;
   let probeTimer: NodeJS.Timeout | null = null;
@@ -164,17 +160,19 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const bytes = d.payloads.reduce((s, q) => s + q.bytes.length, 0);
     if (cloud && cloudUp) {
       try {
-        const a = await cloud.infer({ variant: id, payloads: d.payloads });
-        const transferMs = Math.max(0, a.wallMs - a.cloudMs - a.decodeMs);
+        const a = await cloud.infer({ variant: d.variant, payloads: d.payloads });
+        // The server reports its own time; the rest of the wall time is the link (transfer + RTT).
+        const transferMs = Math.max(0, a.wallMs - a.timing.totalMs);
         const rttMs = estimates.link.rttMs;
         estimates = observe(
           estimates,
           ...observationsOf({
             variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs, encodeMs,
-            bytes: a.bytesSent, transferSeconds: transferMs / 1000, decodeMs: a.decodeMs, cloudMs: a.cloudMs,
+            bytes: a.bytesSent, transferSeconds: transferMs / 1000, decodeMs: a.timing.decodeMs, cloudMs: a.timing.cloudMs,
           }),
         );
-        return { outputs: a.outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.cloudMs + a.decodeMs, rttMs, totalMs: performance.now() - t0 } };
+        const outputs = Object.fromEntries(a.outputs.map((o) => [o.name, { dims: o.dims, data: o.data }]));
+        return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.totalMs, rttMs, totalMs: performance.now() - t0 } };
       } catch (e) {
         if (!isCloudFailure(e)) throw e;
         markDown();
@@ -234,8 +232,11 @@ function plain(outputs: Record<string, ort.Tensor>): Record<string, { dims: numb
   return Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dims: [...t.dims] as number[], data: t.data as Float32Array }]));
 }
 
-/** Errors that mean "the cloud is not there" (connection, timeout, overload), not a bad request. */
+/**
+ * Errors after which the device finishes the inference itself: the cloud is unreachable, slow,
+ * busy or broken. A request the cloud rejects as malformed is a bug here, and is reported.
+ */
 function isCloudFailure(e: unknown): boolean {
   const kind = (e as { kind?: string }).kind;
-  return kind === undefined || ["connection", "timeout", "overloaded", "unavailable", "internal", "closed"].includes(kind);
+  return kind !== undefined && ["connection", "timeout", "overloaded", "unavailable", "internal", "protocol"].includes(kind);
 }

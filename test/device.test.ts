@@ -1,0 +1,154 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { compile } from "../compiler/compile.js";
+import { analyzeModel } from "../compiler/pipeline.js";
+import { openBundle, type Bundle } from "../runtime/bundle.js";
+import { loadCalibration, type Calibration } from "../runtime/calibration.js";
+import { createDevice, type Inference } from "../runtime/device.js";
+import { Executor } from "../runtime/executor.js";
+import { startServer } from "../runtime/server.js";
+import { fixtures, ROOT } from "./fixtures.js";
+
+const dir = mkdtempSync(join(tmpdir(), "dyno-device-"));
+let bundle: Bundle;
+let cal: Calibration;
+let local: Executor;
+const dims = () => bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+
+/** What this variant gives for this input when run entirely here (the reference for exactness). */
+async function localRun(variant: string, x: Float32Array): Promise<Float32Array> {
+  const t = new ort.Tensor("float32", x, dims());
+  const d = await local.device(variant, t);
+  const out = d.kind === "local" ? d.outputs : (await local.cloud(variant, d.payloads)).outputs;
+  return out[bundle.manifest.model.outputs[0]!.name]!.data as Float32Array;
+}
+
+async function assertExact(r: Inference, x: Float32Array, label: string) {
+  const got = r.outputs[bundle.manifest.model.outputs[0]!.name]!.data;
+  const want = await localRun(r.variant, x);
+  assert.equal(Array.from(got), Array.from(want), `${label}: variant ${r.variant} (${r.kind}${r.fellBack ? ", fell back" : ""}) differs from the local run`);
+}
+
+const device = suite("device runtime over loopback");
+
+device.before(async () => {
+  const fx = fixtures()[0]!;
+  const a = await analyzeModel(fx.path);
+  const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));
+  cal = loadCalibration(fx.path, undefined, undefined, perSample, 64);
+  await compile(a, fx.path, { out: join(dir, "bundle"), calibration: cal, bits: [2, 4, 8], profileRuns: 3, dynoVersion: "test" });
+  bundle = openBundle(join(dir, "bundle"));
+  local = await Executor.open(bundle);
+});
+
+device.after(async () => {
+  await local.release();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+device("split inference through dyno serve equals running the same variant locally, over ws and http", async () => {
+  const server = await startServer({ bundle, port: 0 });
+  try {
+    for (const transport of ["ws", "http"] as const) {
+      // A slow emulated device on a fast link: the scheduler sends work to the cloud.
+      const d = await createDevice({ bundle, cloud: server.url, transport, slowdown: 20, link: { bandwidthMbps: 1000, rttMs: 1 } });
+      for (let i = 0; i < 6; i++) {
+        const x = cal.batch(i, 1);
+        const r = await d.infer(x);
+        assert.ok(r.kind !== "device-only", `inference ${i} ran device-only: ${r.choice.reason}`);
+        assert.ok(r.timings.bytes > 0);
+        await assertExact(r, x, `${transport} #${i}`);
+      }
+      await d.close();
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+device("a device with no cloud runs device-only; a bad input length is a clear error", async () => {
+  const d = await createDevice({ bundle, cloud: null });
+  const r = await d.infer(cal.batch(0, 1));
+  assert.is(r.kind, "device-only");
+  await assertExact(r, cal.batch(0, 1), "no cloud");
+  try {
+    await d.infer(new Float32Array(3));
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /input has 3 values, model input "input" \[1,1,64,64\] needs 4096/);
+  }
+  await d.close();
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function serveProcess(port: number): Promise<ChildProcess> {
+  const code = `import("${ROOT}cli/main.ts").then(async (m) => { process.exitCode = await m.runCli(${JSON.stringify(["serve", join(dir, "bundle"), "--port", String(port)])}); })`;
+  const child = spawn(process.execPath, ["--import", "tsx", "-e", code], { stdio: ["ignore", "pipe", "pipe"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (c) => {
+      out += c;
+      if (out.includes("dyno serve:")) resolve(child);
+    });
+    child.on("exit", (code) => reject(new Error(`dyno serve exited (${code}) before listening: ${out}`)));
+  });
+}
+
+device("killing the cloud mid-stream: device-only with no request lost, split again when it is back", async () => {
+  const port = await freePort();
+  let server = await serveProcess(port);
+  const d = await createDevice({ bundle, cloud: `http://127.0.0.1:${port}`, transport: "ws", slowdown: 20, timeoutMs: 2000, probeMs: 100, maxProbeMs: 400, link: { bandwidthMbps: 1000, rttMs: 1 } });
+  const N = 60;
+  const inputs = Array.from({ length: N }, (_, i) => cal.batch(i % cal.count, 1));
+  let killedAt = -1;
+  let restarting: Promise<ChildProcess> | null = null;
+  async function* paced() {
+    for (let i = 0; i < N; i++) {
+      if (i === 15) {
+        server.kill("SIGKILL");
+        killedAt = i;
+        restarting = new Promise((r) => server.once("exit", () => r(serveProcess(port))));
+      }
+      await new Promise((r) => setTimeout(r, 40));
+      yield inputs[i]!;
+    }
+  }
+  let results: Inference[];
+  try {
+    results = await d.stream(paced());
+  } finally {
+    if (restarting) server = await restarting;
+    await d.close();
+    server.kill("SIGTERM");
+  }
+  assert.is(results.length, N);
+  assert.ok(killedAt > 0);
+  for (let i = 0; i < N; i++) {
+    assert.ok(results[i], `inference ${i} lost`);
+    await assertExact(results[i]!, inputs[i]!, `#${i}`);
+  }
+  // The inference in flight when the cloud dies (pipelined: killedAt - 1) may fall back; those before may not.
+  const before = results.slice(0, killedAt - 1);
+  const after = results.slice(killedAt);
+  // A slow device on a fast link offloads (the scheduler may try device-only once on a noisy machine).
+  assert.ok(before.filter((r) => r.kind !== "device-only").length >= before.length / 2, `mostly split before the kill: ${before.map((r) => r.kind[0] + (r.fellBack ? "!" : "")).join("")}`);
+  assert.ok(after.some((r) => r.kind === "device-only"), "device-only while the cloud was down");
+  const back = after.findIndex((r, i) => i > 0 && r.kind !== "device-only" && after[i - 1]!.kind === "device-only");
+  assert.ok(back > 0, `never returned to split: ${after.map((r) => r.kind[0]).join("")}`);
+});
+
+device.run();
