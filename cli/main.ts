@@ -2,13 +2,15 @@
 import { DynoError, UsageError } from "../compiler/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
 import { compileCommand } from "./commands/compile.js";
+import { demo } from "./commands/demo.js";
 import { inspect } from "./commands/inspect.js";
 import { serve } from "./commands/serve.js";
+import { run } from "./commands/run.js";
 import { split } from "./commands/split.js";
 import { verify } from "./commands/verify.js";
 import { dynoVersion } from "./version.js";
 
-const COMMANDS: Command[] = [inspect, split, compileCommand, verify, serve];
+const COMMANDS: Command[] = [inspect, split, compileCommand, verify, serve, run, demo];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

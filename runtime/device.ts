@@ -37,6 +37,8 @@ export interface DeviceOptions {
   probeMs?: number;
   maxProbeMs?: number;
   threads?: number;
+  /** Inferences on the link or in the cloud at once in stream() (default 8). */
+  pipelineDepth?: number;
 }
 
 export interface Inference {
@@ -63,8 +65,8 @@ export interface Inference {
 export interface Device {
   readonly manifest: Manifest;
   infer(input: Float32Array): Promise<Inference>;
-  /** Pipelined: the device computes input i+1 while input i is in flight. */
-  stream(inputs: Iterable<Float32Array> | AsyncIterable<Float32Array>, onResult?: (r: Inference, index: number) => void): Promise<Inference[]>;
+  /** Pipelined: the device computes input i+1 while earlier inputs are in flight (up to `depth`). */
+  stream(inputs: Iterable<Float32Array> | AsyncIterable<Float32Array>, onResult?: (r: Inference, index: number) => void, depth?: number): Promise<Inference[]>;
   readonly estimates: Estimates;
   readonly cloudUp: boolean;
   close(): Promise<void>;
@@ -93,6 +95,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // measurements correct the estimate from the first inference on.
   if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown } };
   let previous: Choice | null = null;
+  let pendingSwitch: string | null = null;
   let cloud: CloudClient | null =
     typeof options.cloud === "string"
       ? connectCloud({ url: options.cloud, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000 })
@@ -123,6 +126,17 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     scheduleProbe();
   };
 
+  let pinging = false;
+  /** One RTT sample from a ping in the background (at most one outstanding). */
+  const linkProbe = () => {
+    if (pinging || !cloud) return;
+    pinging = true;
+    cloud.ping().then(
+      (ms) => void (estimates = observe(estimates, { kind: "rtt", ms })),
+      () => undefined,
+    ).finally(() => void (pinging = false));
+  };
+
   /** Emulated slow device: wait (slowdown - 1) x the compute it just did. */
   const stretch = async (ms: number) => {
     if (slowdown > 1 && ms > 0) await new Promise((r) => setTimeout(r, ms * (slowdown - 1)));
@@ -130,15 +144,38 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   };
 
   const deviceOnlyId = m.variants.find((v) => m.cuts.find((c) => c.id === v.cut)?.kind === "output")!.id;
+  // Warm-up, unmeasured: a session's first run (allocations) and a codec's first call are many
+  // times slower than the device is. Measured, the first sample would set the compute ratio (and
+  // a codec's time) for good, and the scheduler would never try device-only again to correct it.
+  {
+    const zero = new ort.Tensor("float32", new Float32Array(inputSize), dims);
+    for (let i = 0; i < 3; i++) await exec.device(deviceOnlyId, zero);
+    const inputCut = m.cuts.find((c) => c.kind === "input");
+    for (const v of m.variants) if (inputCut && v.cut === inputCut.id) await exec.device(v.id, zero);
+  }
 
   /** Phase 1 (device compute): plan, run the device part, pack. */
   async function prepare(input: Float32Array) {
     if (closed) throw new DynoError("device is closed");
     if (input.length !== inputSize) throw new DynoError(`input has ${input.length} values, model input "${m.model.inputs[0]!.name}" [${dims.join(",")}] needs ${inputSize}`);
     const t0 = performance.now();
-    const choice = chooseVariant(m, estimates, cloudUp ? policy : { ...policy, name: "device-only" }, previous);
+    const proposed = chooseVariant(m, estimates, cloudUp ? policy : { ...policy, name: "device-only" }, previous);
+    // Beyond the scheduler's hysteresis, a switch must be proposed by two re-plans in a row: a
+    // variant only looks better for one inference when noise moved one estimate.
+    let choice = proposed;
+    if (previous && proposed.id !== previous.id && cloudUp) {
+      if (pendingSwitch !== proposed.id) {
+        pendingSwitch = proposed.id;
+        const stay = chooseVariant(m, estimates, { ...policy, hysteresis: 0.99 }, previous);
+        if (stay.id === previous.id) choice = stay;
+      } else pendingSwitch = null;
+    } else pendingSwitch = null;
     previous = choice;
     const id = choice.variant === "device-only" || choice.variant === "cloud-only" ? (choice.variant === "device-only" ? deviceOnlyId : cloudOnlyId(m)) : choice.id;
+    // An RTT sample per inference from a ping alongside (no model work, a few bytes): device-only
+    // sends nothing, so without it the device would never notice the link getting better, and a
+    // split's transfer alone cannot tell a longer RTT from a narrower link.
+    if (cloud && cloudUp) linkProbe();
     const x = new ort.Tensor("float32", input, dims);
     const d = await exec.device(id, x);
     const computeMs = d.segmentMs.reduce((a, b) => a + b, 0);
@@ -195,20 +232,29 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     async infer(input) {
       return finish(await prepare(input));
     },
-    async stream(inputs, onResult) {
+    async stream(inputs, onResult, depth = options.pipelineDepth ?? 8) {
+      // The device computes input i+1 while up to `depth` earlier inputs are on the link or in
+      // the cloud, so throughput is bounded by the slowest stage, not by the round trip.
       const results: Inference[] = [];
-      let inFlight: Promise<void> | null = null;
+      const inFlight = new Set<Promise<void>>();
+      let failure: unknown = null;
       let i = 0;
       for await (const input of inputs as AsyncIterable<Float32Array>) {
+        if (failure) break;
         const prepared = await prepare(input);
-        if (inFlight) await inFlight;
+        while (inFlight.size >= Math.max(1, depth)) await Promise.race(inFlight);
         const index = i++;
-        inFlight = finish(prepared).then((r) => {
-          results[index] = r;
-          onResult?.(r, index);
-        });
+        const p: Promise<void> = finish(prepared).then(
+          (r) => {
+            results[index] = r;
+            onResult?.(r, index);
+          },
+          (e) => void (failure ??= e),
+        ).finally(() => inFlight.delete(p));
+        inFlight.add(p);
       }
-      if (inFlight) await inFlight;
+      await Promise.all(inFlight);
+      if (failure) throw failure;
       return results;
     },
     async close() {
