@@ -112,14 +112,14 @@ export const demo: Command = {
 
       // 4. Throughput on each link: dyno against device-only and cloud-only.
       console.log("");
-      console.log(`throughput on each link (${Math.max(2, stepSeconds / 4).toFixed(0)} s per strategy, pipelined):`);
+      console.log(`throughput on each link (${Math.max(0.5, stepSeconds / 4).toFixed(0)} s per strategy, pipelined):`);
       const rows: (string | number)[][] = [];
       for (const preset of ["wifi", "3g", "4g"]) {
         link.setShape(preset);
         const tp: Record<string, { tput: number; bytes: number }> = {};
         for (const policy of ["device-only", "cloud-only", "dyno"] as PolicyName[]) {
           const d = await open(policy);
-          const r = await runStream(d, input, { durationMs: Math.max(2, stepSeconds / 4) * 1000 });
+          const r = await runStream(d, input, { durationMs: Math.max(0.5, stepSeconds / 4) * 1000 });
           await d.close();
           tp[policy] = { tput: r.summary.throughputPerS, bytes: r.summary.bytesPerInference };
         }
