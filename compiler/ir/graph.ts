@@ -193,6 +193,17 @@ export class Graph {
     return node;
   }
 
+  /** Adds a copy of a node of another graph (same names, attributes shared: they are immutable). */
+  copyNode(n: Node): Node {
+    return this.addNode(n.opType, n.inputs.map((v) => v?.name ?? ""), n.outputs.map((v) => v?.name ?? ""), {
+      name: n.name,
+      domain: n.domain,
+      attributes: n.attributes,
+      extra: n.extra,
+      implicit: n.implicitInputs.map((v) => v.name),
+    });
+  }
+
   /** Removes a node and its uses; its outputs lose their producer. */
   removeNode(node: Node): void {
     const i = this.nodes.indexOf(node);
@@ -223,15 +234,7 @@ export class Graph {
     g.extra = { ...this.extra };
     for (const [name, t] of this.initializers) g.initializers.set(name, t);
     for (const v of this.values.values()) copyValueFacts(v, g.value(v.name));
-    for (const n of this.nodes) {
-      g.addNode(n.opType, n.inputs.map((v) => v?.name ?? ""), n.outputs.map((v) => v?.name ?? ""), {
-        name: n.name,
-        domain: n.domain,
-        attributes: n.attributes,
-        extra: n.extra,
-        implicit: n.implicitInputs.map((v) => v.name),
-      });
-    }
+    for (const n of this.nodes) g.copyNode(n);
     for (const v of this.inputs) g.inputs.push(g.value(v.name));
     for (const v of this.outputs) g.outputs.push(g.value(v.name));
     g.valueInfo.push(...this.valueInfo);

@@ -104,11 +104,7 @@ export function insertUnpackDequantize(cloud: Model, cut: readonly string[], spe
   for (const [payload, name] of unpack) {
     g.addNode("UnpackDequantize", [payload], [name], { name: `${name}__unpack`, domain: DYNO_DOMAIN, attributes: packAttributes(spec) });
   }
-  for (const n of rest) {
-    g.addNode(n.opType, n.inputs.map((v) => v?.name ?? ""), n.outputs.map((v) => v?.name ?? ""), {
-      name: n.name, domain: n.domain, attributes: n.attributes, extra: n.extra, implicit: n.implicitInputs.map((v) => v.name),
-    });
-  }
+  for (const n of rest) g.copyNode(n);
   for (const [, name] of unpack) {
     const v = g.value(name);
     g.valueInfo.push(name);

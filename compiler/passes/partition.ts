@@ -184,13 +184,7 @@ function buildPart(model: Model, statics: StaticFacts, nodes: Node[], inputs: re
   }
   for (const n of topoSort(src)) {
     if (!neededStatic.has(n) && !nodes.includes(n)) continue;
-    part.addNode(n.opType, n.inputs.map((v) => v?.name ?? ""), n.outputs.map((v) => v?.name ?? ""), {
-      name: n.name,
-      domain: n.domain,
-      attributes: n.attributes,
-      extra: n.extra,
-      implicit: n.implicitInputs.map((v) => v.name),
-    });
+    part.copyNode(n);
   }
   for (const f of folded) {
     for (const n of f.nodes) part.addNode(n.op, n.inputs, [n.output], { name: `${n.output}__node`, attributes: n.attributes ?? [] });

@@ -1,17 +1,7 @@
 // Seeded inputs for the kernel tests, free of Node APIs so the browser determinism test
 // generates the very same tensors inside Chromium.
 
-/** mulberry32: small, fast, and the same sequence in every JS engine. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../../runtime/random.js";
 
 export function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
