@@ -46,13 +46,14 @@ export class Executor {
   ) {}
 
   /** Opens sessions for `segments` (default: all) with `threads` intra-op threads each. */
-  static async open(bundle: Bundle, options: { segments?: number[]; threads?: number } = {}): Promise<Executor> {
+  /** `optimize: false` turns onnxruntime's graph optimisations off (for bit-exact comparisons). */
+  static async open(bundle: Bundle, options: { segments?: number[]; threads?: number; optimize?: boolean } = {}): Promise<Executor> {
     await initKernels();
     const m = bundle.manifest;
     const wanted = new Set(options.segments ?? m.segments.map((s) => s.index));
     const sessions: (ort.InferenceSession | null)[] = [];
     for (const s of m.segments) {
-      sessions.push(wanted.has(s.index) ? await openSession(bundle.path(s.graph), { threads: options.threads ?? 1, optimize: true }) : null);
+      sessions.push(wanted.has(s.index) ? await openSession(bundle.path(s.graph), { threads: options.threads ?? 1, optimize: options.optimize ?? true }) : null);
     }
     return new Executor(bundle, sessions);
   }

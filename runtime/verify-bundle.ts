@@ -11,9 +11,14 @@ import { Executor } from "./executor.js";
 import type { Variant } from "./manifest.js";
 import { randomFloats } from "./random.js";
 import { maxAbsDiff } from "./session.js";
+import { DynoGraphRunner } from "./graph-runner.js";
+import { loadModel } from "../compiler/onnx/import.js";
+import { payloadName } from "../compiler/passes/insert-pack.js";
 
 export interface VariantCheck {
   id: string;
+  /** The variant's own graph files (ai.dyno nodes included) give the executor's bytes and outputs. */
+  graphsMatch: boolean | null;
   /** Largest |output - reference| on the seeded input. */
   outputDiff: number;
   /** Largest |decoded - original| at the cut, relative to the bound (<= 1 passes). */
@@ -36,6 +41,7 @@ export async function verifyBundle(bundle: Bundle, calibration: Calibration | nu
   const x = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), seed), dims);
   const reference = await runAll(exec, x);
   const references = calibration ? await referenceTop1(exec, calibration) : null;
+  const plain = await Executor.open(bundle, { optimize: false });
   const checks: VariantCheck[] = [];
   for (const v of m.variants) {
     const out = await runVariant(exec, v, x);
@@ -45,17 +51,20 @@ export async function verifyBundle(bundle: Bundle, calibration: Calibration | nu
     let agreement: number | null = null;
     if (calibration && references) ({ top1, agreement } = await accuracyOf(exec, v, calibration, references));
     const manifestTop1 = v.accuracy.top1;
+    const graphsMatch = await graphsAgree(bundle, plain, v, x);
     let problem: string | undefined;
-    if (v.codec.bits === "f32" && outputDiff !== 0) problem = `float32 variant differs from the model by ${outputDiff}`;
+    if (graphsMatch === false) problem = `its graph files (${v.deviceGraph?.file}, ${v.cloudGraph?.file}) do not compute what the executor computes`;
+    else if (v.codec.bits === "f32" && outputDiff !== 0) problem = `float32 variant differs from the model by ${outputDiff}`;
     else if (cutBoundRatio > 1) problem = `decoded cut values exceed the kernel bound (x${cutBoundRatio.toFixed(3)})`;
     else if (top1 !== null && manifestTop1 !== null && Math.abs(top1 - manifestTop1) * 100 > ACCURACY_TOLERANCE_PP) {
       problem = `top-1 ${(100 * top1).toFixed(2)}% differs from the manifest's ${(100 * manifestTop1).toFixed(2)}%`;
     } else if (agreement !== null && top1 === null && Math.abs(agreement - v.accuracy.agreement) * 100 > ACCURACY_TOLERANCE_PP) {
       problem = `agreement ${(100 * agreement).toFixed(2)}% differs from the manifest's ${(100 * v.accuracy.agreement).toFixed(2)}%`;
     }
-    checks.push({ id: v.id, outputDiff, cutBoundRatio, top1, manifestTop1, agreement, ok: !problem, problem });
+    checks.push({ id: v.id, graphsMatch, outputDiff, cutBoundRatio, top1, manifestTop1, agreement, ok: !problem, problem });
   }
   await exec.release();
+  await plain.release();
   return checks;
 }
 
@@ -141,4 +150,29 @@ function argmax(a: Float32Array): number {
   let best = 0;
   for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
   return best;
+}
+
+/**
+ * Runs the variant's device and cloud graph files with the ai.dyno graph runner and the executor
+ * on the same input, both without graph optimisations: payload bytes and outputs must be equal.
+ */
+async function graphsAgree(bundle: Bundle, exec: Executor, v: Variant, x: ort.Tensor): Promise<boolean | null> {
+  if (!v.deviceGraph || !v.cloudGraph) return null;
+  const device = await DynoGraphRunner.open(loadModel(bundle.path(v.deviceGraph)), { optimize: false });
+  const cloud = await DynoGraphRunner.open(loadModel(bundle.path(v.cloudGraph)), { optimize: false });
+  try {
+    const d = await exec.device(v.id, x);
+    if (d.kind !== "split") return false;
+    const packed = await device.run({ [exec.inputName]: x });
+    for (const p of d.payloads) {
+      const mine = packed[payloadName(p.tensor)];
+      if (!mine || Buffer.compare(Buffer.from(mine.data as Uint8Array), Buffer.from(p.bytes)) !== 0) return false;
+    }
+    const want = (await exec.cloud(v.id, d.payloads)).outputs;
+    const got = await cloud.run(packed);
+    return Object.keys(want).every((name) => got[name] !== undefined && maxAbsDiff(want[name]!, got[name]!) === 0);
+  } finally {
+    await device.release();
+    await cloud.release();
+  }
 }

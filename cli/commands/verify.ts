@@ -116,8 +116,8 @@ async function verifyBundleCommand(dir: string, modelPath: string | undefined, c
   const checks = await verifyBundle(bundle, calibration);
   const pct = (x: number | null) => (x === null ? "-" : `${(100 * x).toFixed(2)}%`);
   console.log(table(
-    ["variant", "max |out diff|", "cut error / bound", "top-1", "manifest", "status"],
-    checks.map((c) => [c.id, c.outputDiff === 0 ? "0 (exact)" : c.outputDiff.toExponential(2), c.cutBoundRatio.toFixed(3), pct(c.top1), pct(c.manifestTop1), c.ok ? "ok" : `FAIL: ${c.problem}`]),
+    ["variant", "graph files", "max |out diff|", "cut error / bound", "top-1", "manifest", "status"],
+    checks.map((c) => [c.id, c.graphsMatch === null ? "-" : c.graphsMatch ? "same" : "DIFFER", c.outputDiff === 0 ? "0 (exact)" : c.outputDiff.toExponential(2), c.cutBoundRatio.toFixed(3), pct(c.top1), pct(c.manifestTop1), c.ok ? "ok" : `FAIL: ${c.problem}`]),
   ));
   const failed = checks.filter((c) => !c.ok).length;
   console.log(`${checks.length} variants, ${failed} failed; checksums ok; ${calibration ? `accuracy on ${calibration.count} samples of ${calibration.source} (tolerance ${ACCURACY_TOLERANCE_PP} pp)` : "accuracy not reproduced: no calibration data (give --calib DATA)"}`);
