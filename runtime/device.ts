@@ -93,7 +93,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   let estimates = initEstimates(m, { link: options.link });
   // An emulated slow device starts from the bundle's device profile stretched by its factor;
   // measurements correct the estimate from the first inference on.
-  if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown } };
+  // The stretched profile counts as one sample, so a first outlier (a cold run) cannot replace it.
+  if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown, samples: 1 } };
   let previous: Choice | null = null;
   let pendingSwitch: string | null = null;
   let cloud: CloudClient | null =
@@ -132,7 +133,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     if (pinging || !cloud) return;
     pinging = true;
     cloud.ping().then(
-      (ms) => void (estimates = observe(estimates, { kind: "rtt", ms })),
+      (ms) => void (first || (estimates = observe(estimates, { kind: "rtt", ms }))),
       () => undefined,
     ).finally(() => void (pinging = false));
   };
@@ -140,10 +141,13 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   /** Emulated slow device: wait (slowdown - 1) x the compute it just did. */
   const stretch = async (ms: number) => {
     if (slowdown > 1 && ms > 0) await new Promise((r) => setTimeout(r, ms * (slowdown - 1)));
+  let pings = 0;
     return ms * slowdown;
   };
 
   const deviceOnlyId = m.variants.find((v) => m.cuts.find((c) => c.id === v.cut)?.kind === "output")!.id;
+    // The first ping may open the connection (handshake, TLS): not an RTT sample.
+    const first = pings++ === 0;
   // Warm-up, unmeasured: a session's first run (allocations) and a codec's first call are many
   // times slower than the device is. Measured, the first sample would set the compute ratio (and
   // a codec's time) for good, and the scheduler would never try device-only again to correct it.

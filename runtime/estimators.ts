@@ -23,6 +23,8 @@ export interface LinkEstimate {
   recent: readonly number[];
   transfers: number;
   rtts: number;
+  /** The last RTT samples (ms), for the step detector; absent before the first. */
+  recentRtt?: readonly number[];
 }
 
 export interface LinkOptions {
@@ -62,7 +64,13 @@ function ewma(old: number, sample: number, alpha: number, first: boolean): numbe
 
 function updateRtt(s: LinkEstimate, ms: number, o: LinkOptions): LinkEstimate {
   if (!(ms >= 0 && Number.isFinite(ms))) return s;
-  return { ...s, rttMs: ewma(s.rttMs, ms, o.rttAlpha, s.rtts === 0), rtts: s.rtts + 1 };
+  const recent = [...(s.recentRtt ?? []), ms].slice(-2);
+  // Step detector, as for bandwidth: two samples in a row a factor `changeFactor` above (or
+  // below) the estimate replace it (an RTT step is tracked in two samples, not in five).
+  const off = (x: number) => x > s.rttMs * o.changeFactor || x * o.changeFactor < s.rttMs;
+  const step = s.rtts > 0 && recent.length === 2 && recent.every(off) && (recent[0]! > s.rttMs) === (recent[1]! > s.rttMs);
+  const rttMs = step ? (recent[0]! + recent[1]!) / 2 : ewma(s.rttMs, ms, o.rttAlpha, s.rtts === 0);
+  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: recent };
 }
 
 export function updateLink(state: LinkEstimate, sample: LinkSample, options: Partial<LinkOptions> = {}): LinkEstimate {
@@ -186,7 +194,12 @@ export function updateCompute(r: RoleEstimate, sample: { from: number; to: numbe
   if (!(to > from && from >= 0 && to < r.prefixMs.length && ms >= 0 && Number.isFinite(ms))) return r;
   const base = baseRangeMs(r, from, to);
   if (!(base > 0)) return r;
-  return { ...r, ratio: ewma(r.ratio, ms / base, alpha, r.samples === 0), samples: r.samples + 1 };
+  // A sample counts as at most twice the current ratio: a slow outlier (a descheduled run, a GC
+  // pause) would otherwise stick, since a role the scheduler then stops using is not measured
+  // again. Noise only slows a run down, so a fast sample counts in full; a real slow-down is still
+  // tracked, at most doubling the sample's weight per inference.
+  const x = r.samples === 0 ? ms / base : Math.min(ms / base, r.ratio * 2);
+  return { ...r, ratio: ewma(r.ratio, x, alpha, r.samples === 0), samples: r.samples + 1 };
 }
 
 export function updateCodec(r: RoleEstimate, variantId: string, ms: number, alpha: number): RoleEstimate {
