@@ -258,6 +258,10 @@ export async function startLink(options: LinkOptions): Promise<Link> {
     const upstream = net.connect({ host: options.target.host ?? "127.0.0.1", port: options.target.port, allowHalfOpen: true });
     sockets.add(client);
     sockets.add(upstream);
+    // The shaper decides when bytes leave; Nagle must not hold a piece back for the peer's
+    // delayed ACK (up to 40 ms on Linux whenever two pieces are written within an RTT).
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     const a = pipe(client, upstream, up);
     const b = pipe(upstream, client, down);
     const teardown = () => {
