@@ -7,7 +7,7 @@ import ort from "onnxruntime-node";
 import { DynoError } from "../compiler/errors.js";
 import { openBundle, type Bundle } from "./bundle.js";
 import { observe, observationsOf, initEstimates, type Estimates } from "./estimators.js";
-import { Executor } from "./executor.js";
+import { Executor, profileDevice } from "./executor.js";
 import type { Manifest } from "./manifest.js";
 import { chooseVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
 import { connectCloud, type CloudClient } from "./client.js";
@@ -28,7 +28,7 @@ export interface DeviceOptions {
   slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number };
   /**
    * Device emulation: this machine is both device and cloud, so the device's compute is
-   * stretched by this factor (it waits (factor - 1) x its measured compute). Stated in outputs.
+   * this factor times its profiled time (see `emulate` below). Stated in outputs.
    */
   slowdown?: number;
   /** Prior link estimate before the first measurement. */
@@ -39,6 +39,11 @@ export interface DeviceOptions {
   threads?: number;
   /** Inferences on the link or in the cloud at once in stream() (default 8). */
   pipelineDepth?: number;
+  /**
+   * Profile this device's segments on first start (a few warm runs, cached in cacheDir, default
+   * ~/.cache/dyno); false plans from the bundle's profile alone.
+   */
+  profile?: false | { cacheDir?: string };
 }
 
 export interface Inference {
@@ -90,7 +95,15 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     latencySloMs: options.slo?.latencyMs,
     throughputSloPerS: options.slo?.throughputPerS,
   } as const;
-  let estimates = initEstimates(m, { link: options.link });
+  // Device-side profile on first start (cached per bundle and machine): this device's own
+  // per-segment times replace the bundle's device profile in the estimates.
+  let planning = m;
+  if (options.profile !== false) {
+    const zeros = new ort.Tensor("float32", new Float32Array(inputSize), dims);
+    const mine = await profileDevice(exec, zeros, { cacheDir: options.profile?.cacheDir });
+    planning = { ...m, profiles: [mine, ...m.profiles.filter((p) => p.role !== "device")] };
+  }
+  let estimates = initEstimates(planning, { link: options.link });
   // An emulated slow device starts from the bundle's device profile stretched by its factor;
   // measurements correct the estimate from the first inference on.
   // The stretched profile counts as one sample, so a first outlier (a cold run) cannot replace it.
@@ -128,26 +141,36 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   };
 
   let pinging = false;
+  let pings = 0;
   /** One RTT sample from a ping in the background (at most one outstanding). */
   const linkProbe = () => {
     if (pinging || !cloud) return;
     pinging = true;
+    // The first ping may open the connection (handshake, TLS): not an RTT sample.
+    const first = pings++ === 0;
     cloud.ping().then(
       (ms) => void (first || (estimates = observe(estimates, { kind: "rtt", ms }))),
       () => undefined,
     ).finally(() => void (pinging = false));
   };
 
-  /** Emulated slow device: wait (slowdown - 1) x the compute it just did. */
-  const stretch = async (ms: number) => {
-    if (slowdown > 1 && ms > 0) await new Promise((r) => setTimeout(r, ms * (slowdown - 1)));
-  let pings = 0;
-    return ms * slowdown;
+  /**
+   * Emulated slow device: a step takes `slowdown` x its time in this device's profile (the
+   * profile measured at start, else the bundle's), or its measured time if that is longer. Taken
+   * from the profile rather than stretched from each run, so this machine's noise is not
+   * multiplied by the factor: the emulated device is as steady as a real one.
+   */
+  const deviceProfile = planning.profiles.find((p) => p.role === "device" && p.segments.length === m.segments.length);
+  const profiledMs = (from: number, to: number) => deviceProfile!.segments.slice(from, to).reduce((a, t) => a + t.meanMs, 0);
+  const emulate = async (measuredMs: number, profileMs: number | undefined) => {
+    if (slowdown === 1) return measuredMs;
+    const target = Math.max(measuredMs, slowdown * (profileMs ?? measuredMs));
+    if (target > measuredMs) await new Promise((r) => setTimeout(r, target - measuredMs));
+    return target;
   };
+  const codecProfileMs = (id: string) => deviceProfile?.codec[id]?.meanMs;
 
   const deviceOnlyId = m.variants.find((v) => m.cuts.find((c) => c.id === v.cut)?.kind === "output")!.id;
-    // The first ping may open the connection (handshake, TLS): not an RTT sample.
-    const first = pings++ === 0;
   // Warm-up, unmeasured: a session's first run (allocations) and a codec's first call are many
   // times slower than the device is. Measured, the first sample would set the compute ratio (and
   // a codec's time) for good, and the scheduler would never try device-only again to correct it.
@@ -183,8 +206,9 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const x = new ort.Tensor("float32", input, dims);
     const d = await exec.device(id, x);
     const computeMs = d.segmentMs.reduce((a, b) => a + b, 0);
-    const deviceMs = await stretch(computeMs);
-    const encodeMs = d.kind === "split" ? await stretch(d.encodeMs) : 0;
+    const deviceSegments = m.cuts.find((c) => c.id === d.variant.cut)!.deviceSegments;
+    const deviceMs = await emulate(computeMs, deviceProfile ? profiledMs(0, deviceSegments) : undefined);
+    const encodeMs = d.kind === "split" ? await emulate(d.encodeMs, codecProfileMs(id)) : 0;
     return { t0, choice, id, d, deviceMs, encodeMs, x };
   }
 
@@ -221,7 +245,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     }
     // The cloud is down (or just failed): finish here from the same payloads — same numbers.
     const c = await exec.cloud(id, d.payloads);
-    const localMs = await stretch(c.segmentMs.reduce((a, b) => a + b, 0) + c.decodeMs);
+    const localMs = await emulate(c.segmentMs.reduce((a, b) => a + b, 0) + c.decodeMs, deviceProfile ? profiledMs(cut.deviceSegments, m.segments.length) : undefined);
     return { outputs: plain(c.outputs), variant: id, kind: "device-only", choice, fellBack: true, timings: { ...base, bytes, deviceMs: deviceMs + localMs, totalMs: performance.now() - t0 } };
   }
 

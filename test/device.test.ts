@@ -57,7 +57,7 @@ device("split inference through dyno serve equals running the same variant local
   try {
     for (const transport of ["ws", "http"] as const) {
       // A slow emulated device on a fast link: the scheduler sends work to the cloud.
-      const d = await createDevice({ bundle, cloud: server.url, transport, slowdown: 20, link: { bandwidthMbps: 1000, rttMs: 1 }, profile: { cacheDir: join(dir, "profiles") } });
+      const d = await createDevice({ bundle, cloud: server.url, transport, slowdown: 100, link: { bandwidthMbps: 1000, rttMs: 1 }, profile: { cacheDir: join(dir, "profiles") } });
       const kinds: string[] = [];
       for (let i = 0; i < 8; i++) {
         const x = cal.batch(i, 1);
@@ -114,7 +114,7 @@ function serveProcess(port: number): Promise<ChildProcess> {
 device("killing the cloud mid-stream: device-only with no request lost, split again when it is back", async () => {
   const port = await freePort();
   let server = await serveProcess(port);
-  const d = await createDevice({ bundle, cloud: `http://127.0.0.1:${port}`, transport: "ws", slowdown: 20, timeoutMs: 2000, probeMs: 100, maxProbeMs: 400, link: { bandwidthMbps: 1000, rttMs: 1 }, profile: { cacheDir: join(dir, "profiles") } });
+  const d = await createDevice({ bundle, cloud: `http://127.0.0.1:${port}`, transport: "ws", slowdown: 100, timeoutMs: 2000, probeMs: 100, maxProbeMs: 400, link: { bandwidthMbps: 1000, rttMs: 1 }, profile: { cacheDir: join(dir, "profiles") } });
   const N = 60;
   const inputs = Array.from({ length: N }, (_, i) => cal.batch(i % cal.count, 1));
   let killedAt = -1;
