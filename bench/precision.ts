@@ -40,6 +40,7 @@ for (const fx of index.models.filter((m) => !only || only.includes(m.name))) {
   const eight = manifest.variants.filter((v) => v.codec.bits === 8);
   summary.push([fx.name, pct(manifest.calibration.float32Top1!), String(manifest.cuts.length - 2), Math.max(...eight.map((v) => v.accuracy.drop)).toFixed(2), minBitsRange(manifest)]);
   console.log(`${fx.name}: ${manifest.variants.length} variants in ${seconds.toFixed(0)} s`);
+  writeDoc();
 }
 
 function pct(x: number): string {
@@ -106,13 +107,14 @@ function plot(name: string, m: Manifest): string {
   return out.join("\n") + "\n";
 }
 
+function writeDoc() {
 const doc = [
   "# The precision picture",
   "",
   "Top-1 accuracy on the labelled Fashion-MNIST test subset (models/README.md) when the tensors",
   "crossing a cut are quantised per input to b bits (range from the tensor itself, round half to",
   "even, zero exact after ReLU) and decoded, measured through the real kernels at every inner cut",
-  "of every fixture. Made by `npm run bench -- precision` (one run; the numbers below are its output).",
+  `of every fixture. Made by \`npm run bench -- precision --samples ${samples}\` (one run; the numbers below are its output).`,
   "",
   "| model | float32 top-1 | inner cuts | worst 8-bit drop (pp) | smallest bits within 1 pp, over cuts |",
   "|---|---|---|---|---|",
@@ -122,3 +124,4 @@ const doc = [
 ].join("\n");
 writeFileSync("docs/precision.md", doc + "\n");
 console.log("wrote docs/precision.md");
+}
