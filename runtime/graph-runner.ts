@@ -10,6 +10,7 @@ import { Graph, Model, tensorTypeDesc, type Node } from "../compiler/ir/graph.js
 import { topoSort } from "../compiler/ir/order.js";
 import { serializeModel } from "../compiler/onnx/export.js";
 import { DYNO_DOMAIN, packSpecOf } from "../compiler/passes/insert-pack.js";
+import { inferShapes } from "../compiler/passes/infer-shapes.js";
 import { decodeWithShape, encode, initKernels } from "../kernels/index.js";
 import { openSession } from "./session.js";
 
@@ -18,8 +19,10 @@ type Step = { kind: "region"; session: ort.InferenceSession } | { kind: "dyno"; 
 export class DynoGraphRunner {
   private constructor(private readonly steps: Step[], private readonly outputs: string[]) {}
 
-  static async open(model: Model, options: { optimize?: boolean } = {}): Promise<DynoGraphRunner> {
+  static async open(loaded: Model, options: { optimize?: boolean } = {}): Promise<DynoGraphRunner> {
     await initKernels();
+    // Types for every value: a region's inputs must be declared with their real dtype and shape.
+    const model = inferShapes(loaded).model;
     const g = model.graph;
     const order = topoSort(g);
     const depth = new Map<Node, number>();
@@ -87,7 +90,8 @@ function region(model: Model, nodes: Node[]): Model {
     const v = g.value(name);
     v.dtype = s.dtype;
     v.shape = s.shape;
-    v.decl = s.decl ?? { type: tensorTypeDesc(s.dtype ?? 1, s.shape) };
+    if (s.dtype === undefined) throw new DynoError(`value "${name}" crosses between regions with an unknown type`);
+    v.decl = s.decl ?? { type: tensorTypeDesc(s.dtype, s.shape) };
     g.inputs.push(v);
   }
   for (const n of nodes) g.copyNode(n);
