@@ -20,17 +20,15 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { compile } from "../compiler/compile.js";
-import { analyzeModel } from "../compiler/pipeline.js";
 import { openBundle, type Bundle } from "../runtime/bundle.js";
-import { loadCalibration, type Calibration } from "../runtime/calibration.js";
+import type { Calibration } from "../runtime/calibration.js";
 import { connectCloud, type CloudClient } from "../runtime/client.js";
 import { createDevice, type Inference } from "../runtime/device.js";
 import { Executor } from "../runtime/executor.js";
 import { startLink, type LinkShape } from "../runtime/link.js";
 import { gapToOracle, oracle } from "../runtime/scheduler.js";
 import { startServer } from "../runtime/server.js";
-import { fixtures } from "./fixtures.js";
+import { compileTestBundle, fixtures } from "./fixtures.js";
 
 const SLOWDOWN = 40;
 const MAX_DROP = 1;
@@ -75,11 +73,7 @@ async function localRun(variant: string, x: Float32Array): Promise<Float32Array>
 const adapt = suite("adaptation to link steps (acceptance)");
 
 adapt.before(async () => {
-  const fx = fixtures()[0]!;
-  const a = await analyzeModel(fx.path);
-  const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));
-  cal = loadCalibration(fx.path, undefined, undefined, perSample, 64);
-  await compile(a, fx.path, { out: join(dir, "bundle"), calibration: cal, bits: [2, 4, 8], profileRuns: 3, maxAccuracyDrop: MAX_DROP, dynoVersion: "test" });
+  ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle"), { maxAccuracyDrop: MAX_DROP }));
   bundle = openBundle(join(dir, "bundle"));
   local = await Executor.open(bundle);
 });
@@ -94,7 +88,7 @@ adapt("after each link step the choice settles within 3 inferences within 5% of 
   const server = await startServer({ bundle, port: 0 });
   const link = await startLink({ target: { port: server.port }, shape: STEPS[0]!, seed: 11 });
   const url = `http://${link.host}:${link.port}`;
-  const device = await createDevice({ bundle, cloud: url, transport: "ws", slowdown: SLOWDOWN, timeoutMs: 5000, slo: { maxAccuracyDrop: MAX_DROP } });
+  const device = await createDevice({ bundle, cloud: url, transport: "ws", slowdown: SLOWDOWN, timeoutMs: 5000, slo: { maxAccuracyDrop: MAX_DROP }, profile: { cacheDir: join(dir, "profiles") } });
   const probe = connectCloud({ url, model: m.model.sha256, transport: "ws", timeoutMs: 5000 });
   const admissible = m.variants.filter((v) => v.admissible && v.accuracy.drop <= MAX_DROP).map((v) => v.id);
   const rows: string[] = [];

@@ -4,27 +4,21 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { compile } from "../compiler/compile.js";
 import { loadModel } from "../compiler/onnx/import.js";
 import { verify } from "../compiler/ir/order.js";
-import { analyzeModel } from "../compiler/pipeline.js";
 import { openBundle } from "../runtime/bundle.js";
 import { loadCalibration } from "../runtime/calibration.js";
 import { Executor } from "../runtime/executor.js";
 import { parseManifest } from "../runtime/manifest.js";
 import * as session from "../runtime/session.js";
 import { verifyBundle } from "../runtime/verify-bundle.js";
-import { fixtures, runDyno } from "./fixtures.js";
+import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
 
 const root = mkdtempSync(join(tmpdir(), "dyno-compile-"));
 const FAST = { samples: 64, bits: [2, 4, 8] };
 
 async function compileFixture(path: string, out: string) {
-  const a = await analyzeModel(path);
-  const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
-  const calibration = loadCalibration(path, undefined, undefined, perSample, FAST.samples);
-  return compile(a, path, { out, calibration, bits: FAST.bits, maxAccuracyDrop: 1, profileRuns: 3, dynoVersion: "test" });
+  return (await compileTestBundle(path, out, { samples: FAST.samples, bits: FAST.bits })).result;
 }
 
 const perFixture = suite("compile + verify on every fixture (fast settings)");

@@ -6,14 +6,12 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { compile } from "../compiler/compile.js";
-import { analyzeModel } from "../compiler/pipeline.js";
 import { openBundle, type Bundle } from "../runtime/bundle.js";
-import { loadCalibration, type Calibration } from "../runtime/calibration.js";
+import type { Calibration } from "../runtime/calibration.js";
 import { createDevice, type Inference } from "../runtime/device.js";
 import { Executor } from "../runtime/executor.js";
 import { startServer } from "../runtime/server.js";
-import { fixtures, ROOT } from "./fixtures.js";
+import { compileTestBundle, fixtures, ROOT } from "./fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-device-"));
 let bundle: Bundle;
@@ -38,11 +36,7 @@ async function assertExact(r: Inference, x: Float32Array, label: string) {
 const device = suite("device runtime over loopback");
 
 device.before(async () => {
-  const fx = fixtures()[0]!;
-  const a = await analyzeModel(fx.path);
-  const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));
-  cal = loadCalibration(fx.path, undefined, undefined, perSample, 64);
-  await compile(a, fx.path, { out: join(dir, "bundle"), calibration: cal, bits: [2, 4, 8], profileRuns: 3, dynoVersion: "test" });
+  ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle")));
   bundle = openBundle(join(dir, "bundle"));
   local = await Executor.open(bundle);
 });

@@ -46,3 +46,26 @@ export function runDyno(args: string[], options: { cwd?: string } = {}): { code:
   const r = spawnSync(process.execPath, ["--import", "tsx", "-e", code], { cwd: options.cwd ?? ROOT, encoding: "utf8", timeout: 120_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
+
+/**
+ * Compiles a fixture into a test bundle with fast settings (64 calibration inputs, bits 2/4/8,
+ * 3 profile runs unless given); returns the compile result and the calibration it used.
+ */
+export async function compileTestBundle(modelPath: string, out: string, options: { bits?: number[]; samples?: number; maxAccuracyDrop?: number; profileRuns?: number } = {}) {
+  const { analyzeModel } = await import("../compiler/pipeline.js");
+  const { compile } = await import("../compiler/compile.js");
+  const { loadCalibration } = await import("../runtime/calibration.js");
+  const a = await analyzeModel(modelPath);
+  const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
+  const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
+  const calibration = loadCalibration(modelPath, undefined, undefined, perSample, options.samples ?? 64);
+  const result = await compile(a, modelPath, {
+    out,
+    calibration,
+    bits: options.bits ?? [2, 4, 8],
+    maxAccuracyDrop: options.maxAccuracyDrop ?? 1,
+    profileRuns: options.profileRuns ?? 3,
+    dynoVersion: "test",
+  });
+  return { result, calibration };
+}
