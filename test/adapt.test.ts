@@ -73,10 +73,11 @@ async function localRun(variant: string, x: Float32Array): Promise<Float32Array>
 const adapt = suite("adaptation to link steps (acceptance)");
 
 /**
- * Opt-in (`npm run test:acceptance`): the 5% bound is tight against this shared 2-core machine's
- * timing noise — near-tied variants (float32, float16 and 4-bit input on Wi-Fi) are 1-3 ms apart on
- * ~15 ms — so the test passes on a quiet machine and fails under load. It stays out of the default
- * suite until the scheduler's predictions are tight enough to pass it under load too.
+ * Opt-in (`npm run test:acceptance`): it does not pass reliably yet. The 3G and 4G steps settle on
+ * the oracle's choice; on the Wi-Fi step the scheduler often settles on the 4-bit input where
+ * float32 or float16 input measures 14-25% faster (1-4 ms on ~15 ms): its estimates for the input
+ * cut's encode and transfer are off by a few milliseconds, more than the 5% bound allows. It stays
+ * out of the default suite until the prediction is fixed, so that CI says something deterministic.
  */
 const ENABLED = process.env.DYNO_ACCEPTANCE === "1";
 if (!ENABLED) console.log("adapt: acceptance test skipped (set DYNO_ACCEPTANCE=1, or npm run test:acceptance)");
