@@ -158,7 +158,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
     const activations = await runDevice(deviceSession, cut.tensors, input.name, cal, perSample);
     for (const spec of codecs) {
       const id = variantId(cut.index, spec);
-      const r = await profileVariant(cloudSession, model, cut.tensors, activations, spec, cal.count);
+      const r = await profileVariant(cloudSession, cut.tensors, activations, spec, cal.count);
       const top1 = cal.labels ? accuracy(r.top1, cal.labels) : null;
       const agreement = agreementOf(r.top1, reference);
       const drop = top1 !== null && float32Top1 !== null ? 100 * (float32Top1 - top1) : 100 * (1 - agreement);
@@ -261,7 +261,8 @@ function agreementOf(a: Int32Array, b: Int32Array): number {
   return ok / a.length;
 }
 
-function inputTensor(name: string, data: Float32Array, perSample: number[], n: number): ort.Tensor {
+/** n samples of the model input as one batch tensor. */
+function inputTensor(data: Float32Array, perSample: number[], n: number): ort.Tensor {
   return new ort.Tensor("float32", data, [n, ...perSample.slice(1)]);
 }
 
@@ -272,7 +273,7 @@ async function referenceTop1(model: Model, cal: Calibration, perSample: number[]
   const name = model.graph.inputs.find((v) => !model.graph.isInitializer(v.name))!.name;
   for (let start = 0; start < cal.count; start += BATCH) {
     const n = Math.min(BATCH, cal.count - start);
-    const r = await s.run({ [name]: inputTensor(name, cal.batch(start, n), perSample, n) });
+    const r = await s.run({ [name]: inputTensor(cal.batch(start, n), perSample, n) });
     const logits = r[s.outputNames[0]!]!;
     const classes = logits.dims[1]!;
     for (let i = 0; i < n; i++) out[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
@@ -287,7 +288,7 @@ async function runDevice(session: ort.InferenceSession | null, tensors: string[]
   for (let start = 0; start < cal.count; start += BATCH) {
     const n = Math.min(BATCH, cal.count - start);
     const x = cal.batch(start, n);
-    const r = session ? await session.run({ [inputName]: inputTensor(inputName, x, perSample, n) }, tensors) : { [inputName]: inputTensor(inputName, x, perSample, n) };
+    const r = session ? await session.run({ [inputName]: inputTensor(x, perSample, n) }, tensors) : { [inputName]: inputTensor(x, perSample, n) };
     for (const t of tensors) {
       const v = r[t]!;
       const dims = v.dims as number[];
@@ -308,7 +309,7 @@ interface VariantProfile {
 }
 
 /** Encodes each sample's cut tensors with the real kernels, decodes, finishes on the cloud part. */
-async function profileVariant(cloud: ort.InferenceSession, model: Model, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: PackSpec, count: number): Promise<VariantProfile> {
+async function profileVariant(cloud: ort.InferenceSession, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: PackSpec, count: number): Promise<VariantProfile> {
   const bytes = new Float64Array(count);
   const enc = new Float64Array(count);
   const dec = new Float64Array(count);
@@ -340,7 +341,6 @@ async function profileVariant(cloud: ort.InferenceSession, model: Model, tensors
     const classes = logits.dims[1]!;
     for (let i = 0; i < n; i++) top1[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
   }
-  void model;
   return { top1, wire: stats(bytes, true), encode: timing(enc), decode: timing(dec) };
 }
 
@@ -372,7 +372,7 @@ async function selectCuts(model: Model, inner: CandidateCut[], cal: Calibration,
   const inputName = model.graph.inputs.find((v) => !model.graph.isInitializer(v.name))!.name;
   const n = Math.min(SELECTION_SAMPLES, cal.count);
   const x = cal.batch(0, n);
-  const r = await s.run({ [inputName]: inputTensor(inputName, x, perSample, n) }, names);
+  const r = await s.run({ [inputName]: inputTensor(x, perSample, n) }, names);
   await s.release();
   const packed = new Map<string, number>();
   for (const name of names) {
@@ -393,7 +393,7 @@ async function profileSegments(dir: string, files: string[], inputName: string, 
   const times: number[][] = files.map(() => []);
   for (let r = -2; r < runs; r++) {
     const k = ((r + 2) * 7) % cal.count;
-    const pool: Record<string, ort.Tensor> = { [inputName]: inputTensor(inputName, cal.batch(k, 1), perSample, 1) };
+    const pool: Record<string, ort.Tensor> = { [inputName]: inputTensor(cal.batch(k, 1), perSample, 1) };
     for (const [i, s] of sessions.entries()) {
       const feeds = Object.fromEntries(s.inputNames.map((n) => [n, pool[n]!]));
       const t0 = performance.now();
