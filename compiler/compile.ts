@@ -26,6 +26,7 @@ import { DEFAULTS, decodeInto, encode, initKernels } from "../kernels/index.js";
 import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../runtime/manifest.js";
 import { openSession } from "../runtime/session.js";
 import type { Calibration } from "../runtime/calibration.js";
+import { mean, quantile, timingOf } from "../runtime/stats.js";
 
 export const DEFAULT_BITS = [2, 3, 4, 5, 6, 8, 16] as const;
 
@@ -341,20 +342,13 @@ async function profileVariant(cloud: ort.InferenceSession, tensors: string[], ac
     const classes = logits.dims[1]!;
     for (let i = 0; i < n; i++) top1[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
   }
-  return { top1, wire: stats(bytes, true), encode: timing(enc), decode: timing(dec) };
+  return { top1, wire: wireStats(bytes), encode: timingOf(enc), decode: timingOf(dec) };
 }
 
-function stats(xs: Float64Array, integer: boolean): { meanBytes: number; p95Bytes: number; maxBytes: number } {
-  const sorted = Float64Array.from(xs).sort();
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const p95 = sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!;
-  return { meanBytes: integer ? Math.round(mean * 10) / 10 : mean, p95Bytes: p95, maxBytes: sorted[sorted.length - 1]! };
-}
-
-function timing(ms: Float64Array): Timing {
-  const sorted = Float64Array.from(ms).sort();
-  const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
-  return { meanMs: round(mean, 4), p95Ms: round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!, 4), runs: ms.length };
+/** Payload bytes per input: mean (0.1 B), p95, max. */
+function wireStats(bytes: Float64Array): { meanBytes: number; p95Bytes: number; maxBytes: number } {
+  const sorted = Float64Array.from(bytes).sort();
+  return { meanBytes: Math.round(mean(bytes) * 10) / 10, p95Bytes: quantile(sorted, 0.95), maxBytes: quantile(sorted, 1) };
 }
 
 /**
@@ -402,5 +396,5 @@ async function profileSegments(dir: string, files: string[], inputName: string, 
     }
   }
   for (const s of sessions) await s.release();
-  return times.map((t) => timing(Float64Array.from(t)));
+  return times.map(timingOf);
 }

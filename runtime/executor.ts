@@ -13,8 +13,9 @@ import ort from "onnxruntime-node";
 import { DynoError } from "../compiler/errors.js";
 import { decodeWithShape, encode, initKernels, type EncodeOptions } from "../kernels/index.js";
 import type { Bundle } from "./bundle.js";
-import type { Cut, Manifest, Profile, Timing, Variant } from "./manifest.js";
+import type { Cut, Manifest, Profile, Variant } from "./manifest.js";
 import { openSession } from "./session.js";
+import { timingOf } from "./stats.js";
 
 export interface Payload {
   tensor: string;
@@ -176,16 +177,12 @@ export async function profileDevice(exec: Executor, input: ort.Tensor, options: 
     const ms = await exec.runSegments(0, m.segments.length, pool);
     if (r >= 0) ms.forEach((t, i) => times[i]!.push(t));
   }
-  const timing = (xs: number[]): Timing => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { meanMs: xs.reduce((a, b) => a + b, 0) / xs.length, p95Ms: s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!, runs: xs.length };
-  };
   const profile: Profile = {
     role: "device",
     backend,
     machine: { platform: process.platform, arch: process.arch, cpu, cores: cpus().length },
     measuredAt: new Date().toISOString(),
-    segments: times.map(timing),
+    segments: times.map(timingOf),
     codec: m.profiles.find((p) => p.role === "device")?.codec ?? {},
   };
   mkdirSync(dir, { recursive: true });

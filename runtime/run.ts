@@ -1,6 +1,7 @@
 // Running a device over a stream of inputs and summarising it: shared by `dyno run`, the demo
 // and the benchmarks. Pure bookkeeping around Device.stream.
 import type { Device, Inference } from "./device.js";
+import { quantile } from "./stats.js";
 
 export interface RunSummary {
   count: number;
@@ -42,7 +43,6 @@ export async function runStream(device: Device, input: (i: number) => Float32Arr
 
 export function summarise(results: Inference[], seconds: number, label?: (i: number) => number | null): RunSummary {
   const lat = results.map((r) => r.timings.totalMs).sort((a, b) => a - b);
-  const pick = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil(q * lat.length) - 1)]! : 0);
   let correct = 0;
   let labelled = 0;
   results.forEach((r, i) => {
@@ -61,8 +61,8 @@ export function summarise(results: Inference[], seconds: number, label?: (i: num
     count: results.length,
     seconds,
     throughputPerS: results.length / seconds,
-    latencyP50Ms: pick(0.5),
-    latencyP95Ms: pick(0.95),
+    latencyP50Ms: quantile(lat, 0.5),
+    latencyP95Ms: quantile(lat, 0.95),
     bytesPerInference: results.reduce((s, r) => s + r.timings.bytes, 0) / n,
     cloudSecondsPerInference: results.reduce((s, r) => s + (r.fellBack ? 0 : r.timings.cloudMs), 0) / 1000 / n,
     top1: labelled ? correct / labelled : null,
