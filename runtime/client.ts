@@ -9,6 +9,7 @@
 //   reply.wallMs       // infer() call to reply, on the device: transfer + RTT = wallMs - totalMs
 //   reply.bytesSent, reply.bytesReceived                    // whole frames, as on the wire
 //   const rtt = await cloud.ping();                         // ms; cheap: no model work
+//   const { rttMs, serialMs, bytes } = await cloud.probe(64 * 1024); // bandwidth = bytes/serialMs
 //   await cloud.close();
 //
 // - connectCloud does no I/O: the WebSocket opens on the first infer()/ping() and again on the
@@ -85,10 +86,22 @@ export interface CloudClient {
   infer(request: CloudRequest): Promise<CloudReply>;
   /** Round-trip time in ms (WebSocket: a ping frame; HTTP: GET /v2/health/ready). */
   ping(): Promise<number>;
+  /**
+   * A bandwidth probe: a plain ping, then a ping padded with `padBytes` (the server ignores the
+   * padding), one after the other on the same path. `serialMs` = padded - plain is the time the
+   * padding took upstream; `bytes` = padded frame - plain frame.
+   */
+  probe(padBytes: number): Promise<LinkProbe>;
   /** Rejects everything pending ("connection": client closed) and closes the socket. */
   close(): Promise<void>;
   /** Requests sent and not yet settled. */
   readonly inFlight: number;
+}
+
+export interface LinkProbe {
+  rttMs: number;
+  serialMs: number;
+  bytes: number;
 }
 
 export function connectCloud(options: CloudOptions): CloudClient {
@@ -133,6 +146,17 @@ export function connectCloud(options: CloudOptions): CloudClient {
       await transport.ping(takeId());
       return now() - t0;
     },
+    async probe(padBytes) {
+      if (!(Number.isInteger(padBytes) && padBytes > 0)) throw new RangeError(`probe padding must be a whole number of bytes > 0, got ${padBytes}`);
+      guard();
+      // Sequential, not back to back: the plain ping's reply must not wait behind the padding.
+      const t0 = now();
+      await transport.ping(takeId(), 0, true);
+      const t1 = now();
+      await transport.ping(takeId(), padBytes, true);
+      const rttMs = t1 - t0;
+      return { rttMs, serialMs: now() - t1 - rttMs, bytes: padBytes };
+    },
     async close() {
       closed = true;
       await transport.close();
@@ -157,10 +181,21 @@ function decodeReply(bytes: Uint8Array, id: number) {
 
 const now = () => performance.now();
 
+function checkPong(reply: Uint8Array, id: number): void {
+  let r: ReturnType<typeof decodeResponse>;
+  try {
+    r = decodeResponse(reply);
+  } catch (e) {
+    throw new CloudError("protocol", `bad reply to ping ${id}: ${(e as ProtocolError).message}`);
+  }
+  if (r.type !== MessageType.Pong) throw new CloudError(r.status === "ok" ? "protocol" : r.status, r.message ?? "not a pong");
+}
+
 /** Sends frames, returns reply frames; the kinds of its failures are final. */
 interface Transport {
   send(id: number, frame: Uint8Array): Promise<Uint8Array>;
-  ping(id: number): Promise<void>;
+  /** A ping frame padded with `padBytes`; `asFrame` sends it as a frame even over HTTP. */
+  ping(id: number, padBytes?: number, asFrame?: boolean): Promise<void>;
   inFlight(): number;
   close(): Promise<void>;
 }
@@ -198,7 +233,8 @@ function httpTransport(base: string, token: string | undefined, timeoutMs: numbe
       }
       return body;
     },
-    async ping() {
+    async ping(id, padBytes = 0, asFrame = false) {
+      if (asFrame) return checkPong(await this.send(id, encodePing(id, padBytes)), id);
       const res = await call("/v2/health/ready", { method: "GET" });
       await res.arrayBuffer();
       if (res.status !== 200) throw new CloudError(kindOfStatus(res.status), `HTTP ${res.status} from ${base}/v2/health/ready`);
@@ -371,15 +407,8 @@ function wsTransport(base: string, token: string | undefined, timeoutMs: number)
 
   return {
     send: exchange,
-    async ping(id) {
-      const reply = await exchange(id, encodePing(id));
-      let r: ReturnType<typeof decodeResponse>;
-      try {
-        r = decodeResponse(reply);
-      } catch (e) {
-        throw new CloudError("protocol", `bad reply to ping ${id}: ${(e as ProtocolError).message}`);
-      }
-      if (r.type !== MessageType.Pong) throw new CloudError(r.status === "ok" ? "protocol" : r.status, r.message ?? "not a pong");
+    async ping(id, padBytes = 0) {
+      checkPong(await exchange(id, encodePing(id, padBytes)), id);
     },
     inFlight: () => pendingCount,
     async close() {

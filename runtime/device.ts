@@ -9,8 +9,9 @@ import { openBundle, type Bundle } from "./bundle.js";
 import { observe, observationsOf, initEstimates, type Estimates } from "./estimators.js";
 import { Executor, profileDevice } from "./executor.js";
 import type { Manifest } from "./manifest.js";
-import { chooseVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
+import { chooseVariant, pinVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
 import { connectCloud, type CloudClient } from "./client.js";
+import { sleep } from "./clock.js";
 
 export interface DeviceOptions {
   bundle: string | Bundle;
@@ -24,8 +25,17 @@ export interface DeviceOptions {
   /** Per request; a slower answer counts as a cloud failure and the device finishes alone. */
   timeoutMs?: number;
   policy?: PolicyName;
+  /** Run this variant every time (a manifest id, "device-only" or "cloud-only"): no scheduling. */
+  variant?: string;
   objective?: Objective;
   slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number };
+  /**
+   * Keep the running variant unless the best predicts this fraction better (default 0.03). Lower
+   * than the scheduler's own default (0.1): the device also asks two re-plans in a row to agree
+   * before it leaves a variant, which is what holds noise off, and a switch costs nothing (every
+   * segment session is open), so a wide band would only leave it up to 10% off the best.
+   */
+  hysteresis?: number;
   /**
    * Device emulation: this machine is both device and cloud, so the device's compute is
    * this factor times its profiled time (see `emulate` below). Stated in outputs.
@@ -44,6 +54,27 @@ export interface DeviceOptions {
    * ~/.cache/dyno); false plans from the bundle's profile alone.
    */
   profile?: false | { cacheDir?: string };
+  /**
+   * Bandwidth probes (padded pings, client.probe) when the estimate is stale: before the first
+   * inference, after the RTT stepped, and when no transfer has timed the link for `maxAgeMs`
+   * (default 10 000). A probe is sized to take `targetMs` (default 10) at the estimated bandwidth,
+   * between 16 KiB and `maxBytes` (default 1 MiB; the first at most 64 KiB, in case the estimate
+   * is far too high), and repeated (at most 3 times) while it was
+   * too short to time. false: never probe (the estimate then moves only with large payloads).
+   */
+  bandwidthProbe?: false | { targetMs?: number; maxBytes?: number; maxAgeMs?: number };
+}
+
+export interface InferOptions {
+  /** Run this variant (an id of the manifest, or "device-only" / "cloud-only"), not the scheduler's choice. */
+  variant?: string;
+}
+
+/** What the device's bandwidth probes did: count, bytes and time spent (stated in run summaries). */
+export interface ProbeStats {
+  probes: number;
+  bytes: number;
+  ms: number;
 }
 
 export interface Inference {
@@ -69,11 +100,12 @@ export interface Inference {
 
 export interface Device {
   readonly manifest: Manifest;
-  infer(input: Float32Array): Promise<Inference>;
+  infer(input: Float32Array, options?: InferOptions): Promise<Inference>;
   /** Pipelined: the device computes input i+1 while earlier inputs are in flight (up to `depth`). */
   stream(inputs: Iterable<Float32Array> | AsyncIterable<Float32Array>, onResult?: (r: Inference, index: number) => void, depth?: number): Promise<Inference[]>;
   readonly estimates: Estimates;
   readonly cloudUp: boolean;
+  readonly probes: ProbeStats;
   close(): Promise<void>;
 }
 
@@ -83,6 +115,7 @@ export class CloudUnavailable extends DynoError {
 
 export async function createDevice(options: DeviceOptions): Promise<Device> {
   const bundle = typeof options.bundle === "string" ? openBundle(options.bundle) : options.bundle;
+  if (options.variant !== undefined) checkVariant(bundle.manifest, options.variant);
   const exec = await Executor.open(bundle, { threads: options.threads ?? 1 });
   const m = bundle.manifest;
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
@@ -94,6 +127,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     maxAccuracyDrop: options.slo?.maxAccuracyDrop,
     latencySloMs: options.slo?.latencyMs,
     throughputSloPerS: options.slo?.throughputPerS,
+    hysteresis: options.hysteresis ?? 0.03,
   } as const;
   // Device-side profile on first start (cached per bundle and machine): this device's own
   // per-segment times replace the bundle's device profile in the estimates.
@@ -109,7 +143,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // The stretched profile counts as one sample, so a first outlier (a cold run) cannot replace it.
   if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown, samples: 1 } };
   let previous: Choice | null = null;
-  let pendingSwitch: string | null = null;
+  let pendingSwitch = false;
+  let planChanges = 0;
   let cloud: CloudClient | null =
     typeof options.cloud === "string"
       ? connectCloud({ url: options.cloud, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000 })
@@ -142,16 +177,75 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
 
   let pinging = false;
   let pings = 0;
-  /** One RTT sample from a ping in the background (at most one outstanding). */
-  const linkProbe = () => {
-    if (pinging || !cloud) return;
+  /**
+   * One RTT sample from a ping in the background (at most one outstanding). A sample off from
+   * the estimate (the link may have changed) is checked at once by another ping, so that a step
+   * is confirmed, and a bandwidth probe due, before the next plan rather than an inference later.
+   */
+  const linkProbe = (): void => {
+    if (pinging || !cloud || closed) return;
     pinging = true;
     // The first ping may open the connection (handshake, TLS): not an RTT sample.
     const first = pings++ === 0;
     cloud.ping().then(
-      (ms) => void (first || (estimates = observe(estimates, { kind: "rtt", ms }))),
-      () => undefined,
-    ).finally(() => void (pinging = false));
+      (ms) => {
+        pinging = false;
+        if (first) return;
+        estimates = observe(estimates, { kind: "rtt", ms });
+        if (estimates.link.suspect && cloudUp) linkProbe();
+      },
+      () => void (pinging = false),
+    );
+  };
+
+  // Bandwidth probes (see DeviceOptions.bandwidthProbe).
+  const probeOptions = options.bandwidthProbe === false ? null : { targetMs: 10, maxBytes: 1 << 20, maxAgeMs: 10_000, ...options.bandwidthProbe };
+  const probeStats: ProbeStats = { probes: 0, bytes: 0, ms: 0 };
+  let timedAt = -Infinity;
+  let probedAt = -Infinity;
+  let timedCount = 0;
+  /** Inferences on the link or in the cloud now, and who waits for the link to be quiet. */
+  let onLink = 0;
+  let quiet: (() => void)[] = [];
+  const leaveLink = () => {
+    if (--onLink === 0) for (const f of quiet.splice(0)) f();
+  };
+  const probeDue = (): boolean => {
+    if (!probeOptions || !cloud || !cloudUp || policy.name === "device-only") return false;
+    const l = estimates.link;
+    const now = performance.now();
+    if (l.transfers !== timedCount) ((timedCount = l.transfers), (timedAt = now));
+    // An RTT sample off the estimate may be a link change: probing checks it at once (the probe
+    // starts with a ping), at most once a second, so that RTT noise costs little.
+    const suspect = l.suspect === true && now - probedAt > 1000;
+    return l.bandwidthStale !== undefined || suspect || now - timedAt > probeOptions.maxAgeMs;
+  };
+  /** Probes until one is long enough to time (at most 3), with the link to itself. */
+  const probeBandwidth = async (): Promise<void> => {
+    const o = probeOptions!;
+    // Alone on the link: a probe beside a payload would time both (and delay the payload).
+    while (onLink > 0) await new Promise<void>((r) => quiet.push(r));
+    const t0 = performance.now();
+    try {
+      // The first exchange may open the connection: not a sample.
+      if (pings++ === 0) await cloud!.ping();
+      for (let round = 0; round < 3; round++) {
+        // The first round is at most 64 KiB: the estimate being probed may be far too high.
+        const size = Math.round(Math.min(round === 0 ? 64 * 1024 : o.maxBytes, Math.max(16 * 1024, (estimates.link.bandwidthBps * o.targetMs) / 8000)));
+        const r = await cloud!.probe(size);
+        probeStats.probes++;
+        probeStats.bytes += r.bytes;
+        estimates = observe(estimates, { kind: "probe", rttMs: r.rttMs, bytes: r.bytes, serialMs: r.serialMs });
+        if (r.serialMs >= o.targetMs / 2 || size >= o.maxBytes) break;
+      }
+    } catch (e) {
+      if (!isCloudFailure(e)) throw e;
+      markDown();
+    } finally {
+      probeStats.ms += performance.now() - t0;
+      timedCount = estimates.link.transfers;
+      timedAt = probedAt = performance.now();
+    }
   };
 
   /**
@@ -165,7 +259,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const emulate = async (measuredMs: number, profileMs: number | undefined) => {
     if (slowdown === 1) return measuredMs;
     const target = Math.max(measuredMs, slowdown * (profileMs ?? measuredMs));
-    if (target > measuredMs) await new Promise((r) => setTimeout(r, target - measuredMs));
+    if (target > measuredMs) await sleep(target - measuredMs);
     return target;
   };
   const codecProfileMs = (id: string) => deviceProfile?.codec[id]?.meanMs;
@@ -182,22 +276,36 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   }
 
   /** Phase 1 (device compute): plan, run the device part, pack. */
-  async function prepare(input: Float32Array) {
+  async function prepare(input: Float32Array, pin?: string) {
     if (closed) throw new DynoError("device is closed");
     if (input.length !== inputSize) throw new DynoError(`input has ${input.length} values, model input "${m.model.inputs[0]!.name}" [${dims.join(",")}] needs ${inputSize}`);
+    // The synthesised names map to the bundle's own variants; an unknown id throws before any work.
+    if (pin !== undefined) checkVariant(m, pin);
+    const pinned = pin === "device-only" ? deviceOnlyId : pin === "cloud-only" ? cloudOnlyId(m) : pin;
     const t0 = performance.now();
-    const proposed = chooseVariant(m, estimates, cloudUp ? policy : { ...policy, name: "device-only" }, previous);
-    // Beyond the scheduler's hysteresis, a switch must be proposed by two re-plans in a row: a
-    // variant only looks better for one inference when noise moved one estimate.
-    let choice = proposed;
-    if (previous && proposed.id !== previous.id && cloudUp) {
-      if (pendingSwitch !== proposed.id) {
-        pendingSwitch = proposed.id;
-        const stay = chooseVariant(m, estimates, { ...policy, hysteresis: 0.99 }, previous);
-        if (stay.id === previous.id) choice = stay;
-      } else pendingSwitch = null;
-    } else pendingSwitch = null;
-    previous = choice;
+    // A stale bandwidth estimate (first inference, the link changed, or not timed for a while)
+    // is measured before planning, so the plan does not rest on it.
+    if (probeDue()) await probeBandwidth();
+    // A plan right after the link estimate was reset (a detected step, a probe) rests on fresh
+    // measurements: its switch needs no confirmation.
+    const fresh = estimates.link.changes !== planChanges;
+    planChanges = estimates.link.changes;
+    let choice: Choice;
+    if (pinned !== undefined) choice = pinVariant(m, estimates, pinned, policy);
+    else {
+      const proposed = chooseVariant(m, estimates, cloudUp ? policy : { ...policy, name: "device-only" }, previous);
+      // Beyond the scheduler's hysteresis, leaving a variant must be proposed by two re-plans in
+      // a row: a variant only looks better for one inference when noise moved one estimate.
+      choice = proposed;
+      if (previous && proposed.id !== previous.id && cloudUp && !fresh) {
+        if (!pendingSwitch) {
+          pendingSwitch = true;
+          const stay = chooseVariant(m, estimates, { ...policy, hysteresis: 0.99 }, previous);
+          if (stay.id === previous.id) choice = stay;
+        } else pendingSwitch = false;
+      } else pendingSwitch = false;
+      previous = choice;
+    }
     const id = choice.variant === "device-only" || choice.variant === "cloud-only" ? (choice.variant === "device-only" ? deviceOnlyId : cloudOnlyId(m)) : choice.id;
     // An RTT sample per inference from a ping alongside (no model work, a few bytes): device-only
     // sends nothing, so without it the device would never notice the link getting better, and a
@@ -224,6 +332,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     }
     const bytes = d.payloads.reduce((s, q) => s + q.bytes.length, 0);
     if (cloud && cloudUp) {
+      onLink++;
       try {
         const a = await cloud.infer({ variant: d.variant, payloads: d.payloads });
         // The server reports its own time; the rest of the wall time is the link (transfer + RTT).
@@ -241,6 +350,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       } catch (e) {
         if (!isCloudFailure(e)) throw e;
         markDown();
+      } finally {
+        leaveLink();
       }
     }
     // The cloud is down (or just failed): finish here from the same payloads — same numbers.
@@ -257,8 +368,11 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     get cloudUp() {
       return cloudUp;
     },
-    async infer(input) {
-      return finish(await prepare(input));
+    get probes() {
+      return { ...probeStats };
+    },
+    async infer(input, inferOptions) {
+      return finish(await prepare(input, inferOptions?.variant ?? options.variant));
     },
     async stream(inputs, onResult, depth = options.pipelineDepth ?? 8) {
       // The device computes input i+1 while up to `depth` earlier inputs are on the link or in
@@ -269,7 +383,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       let i = 0;
       for await (const input of inputs as AsyncIterable<Float32Array>) {
         if (failure) break;
-        const prepared = await prepare(input);
+        const prepared = await prepare(input, options.variant);
         while (inFlight.size >= Math.max(1, depth)) await Promise.race(inFlight);
         const index = i++;
         const p: Promise<void> = finish(prepared).then(
@@ -288,12 +402,20 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     async close() {
       closed = true;
       if (probeTimer) clearTimeout(probeTimer);
+      for (const f of quiet.splice(0)) f();
       await cloud?.close();
       cloud = null;
       await exec.release();
     },
   };
   return device;
+}
+
+/** A variant a caller pins must be the bundle's (or "device-only" / "cloud-only"). */
+function checkVariant(m: Manifest, id: string): void {
+  if (id === "device-only" || id === "cloud-only" || m.variants.some((v) => v.id === id)) return;
+  const ids = m.variants.map((v) => v.id);
+  throw new DynoError(`unknown variant "${id}" (the bundle has ${ids.length} variants: ${ids.slice(0, 6).join(", ")}${ids.length > 6 ? ", ..." : ""}; or device-only, cloud-only)`);
 }
 
 function cloudOnlyId(m: Manifest): string {

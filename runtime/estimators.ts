@@ -11,6 +11,13 @@
 // sample, quick to fall on a slow one, as video ABR estimators do), plus a step detector: when
 // the two newest samples both sit a factor `changeFactor` above (or below) the rest of the
 // window, the older samples are dropped, so a bandwidth step is tracked within two inferences.
+// A transfer of a packet or less says nothing about bandwidth, so a device that sends little (or
+// nothing: device-only) cannot see the link get wider. The estimate says when it needs a probe
+// (`bandwidthStale`): before the first sample ("prior"), and after an RTT step ("link-change": the
+// link is another one now). The device then sends a padded ping (client.probe) and folds it in
+// with a "probe" observation, which replaces the window. An RTT sample off by `changeFactor` from
+// the estimate marks the link `suspect` until the next sample confirms or clears it, and a
+// transfer measured while it is suspect is not a bandwidth sample (its RTT share is unknown).
 // Compute: one ratio per role (measured / profiled time, EWMA) scales every segment's profiled
 // time, so a measurement of segments [0, 3) also moves the estimate of segment 5 (device load).
 import type { Manifest, Profile } from "./manifest.js";
@@ -23,8 +30,14 @@ export interface LinkEstimate {
   recent: readonly number[];
   transfers: number;
   rtts: number;
+  /** Link changes seen so far (an RTT step, a bandwidth step, a probe that replaced the window). */
+  changes: number;
   /** The last RTT samples (ms), for the step detector; absent before the first. */
   recentRtt?: readonly number[];
+  /** Why the bandwidth estimate needs a probe, if it does: no sample yet, or the link changed since. */
+  bandwidthStale?: "prior" | "link-change";
+  /** The newest RTT sample is off by changeFactor from the estimate, not yet confirmed. */
+  suspect?: boolean;
 }
 
 export interface LinkOptions {
@@ -36,21 +49,31 @@ export interface LinkOptions {
   smallBytes: number;
   /** Step detector: two new samples this factor off the older ones replace the window. */
   changeFactor: number;
+  /** A transfer whose serialisation takes less than this (ms) is too short to clear a stale estimate. */
+  reliableMs: number;
 }
 
-export const LINK_DEFAULTS: Readonly<LinkOptions> = Object.freeze({ window: 4, rttAlpha: 0.5, smallBytes: 1500, changeFactor: 1.5 });
+export const LINK_DEFAULTS: Readonly<LinkOptions> = Object.freeze({ window: 4, rttAlpha: 0.5, smallBytes: 1500, changeFactor: 1.5, reliableMs: 2 });
 
 /** A prior for the link before any sample: the 4G preset of the brief (§5) unless told. */
 export function initLink(prior: { bandwidthMbps: number; rttMs: number } = { bandwidthMbps: 15, rttMs: 50 }): LinkEstimate {
   if (!(prior.bandwidthMbps > 0) || !(prior.rttMs >= 0)) throw new RangeError(`link prior needs bandwidthMbps > 0 and rttMs >= 0, got ${JSON.stringify(prior)}`);
-  return { bandwidthBps: prior.bandwidthMbps * 1e6, rttMs: prior.rttMs, recent: [], transfers: 0, rtts: 0 };
+  return { bandwidthBps: prior.bandwidthMbps * 1e6, rttMs: prior.rttMs, recent: [], transfers: 0, rtts: 0, changes: 0, bandwidthStale: "prior" };
 }
 
 /**
  * A transfer: `bytes` sent upstream and `seconds` from the first byte sent to the (small) reply,
  * less the server's compute time, i.e. bytes * 8 / bandwidth + RTT. Or an RTT sample from a ping.
  */
-export type LinkSample = { bytes: number; seconds: number } | { rttMs: number };
+export type LinkSample = { bytes: number; seconds: number } | { rttMs: number } | LinkProbeSample;
+
+/** A probe (client.probe): a fresh RTT, and `bytes` that took `serialMs` beyond it. */
+export interface LinkProbeSample {
+  probe: true;
+  rttMs: number;
+  bytes: number;
+  serialMs: number;
+}
 
 function harmonic(xs: readonly number[]): number {
   let s = 0;
@@ -70,11 +93,32 @@ function updateRtt(s: LinkEstimate, ms: number, o: LinkOptions): LinkEstimate {
   const off = (x: number) => x > s.rttMs * o.changeFactor || x * o.changeFactor < s.rttMs;
   const step = s.rtts > 0 && recent.length === 2 && recent.every(off) && (recent[0]! > s.rttMs) === (recent[1]! > s.rttMs);
   const rttMs = step ? (recent[0]! + recent[1]!) / 2 : ewma(s.rttMs, ms, o.rttAlpha, s.rtts === 0);
-  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: recent };
+  const suspect = !step && s.rtts > 0 && off(ms);
+  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: recent, suspect, changes: s.changes + (step ? 1 : 0), bandwidthStale: step ? "link-change" : s.bandwidthStale };
+}
+
+/** Bits/s of a probe; a serialisation time under 50 µs (noise) counts as 50 µs. */
+export function probeBps(p: { bytes: number; serialMs: number }): number {
+  return (p.bytes * 8 * 1000) / Math.max(p.serialMs, 0.05);
+}
+
+function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): LinkEstimate {
+  if (!(p.bytes > 0 && Number.isFinite(p.serialMs) && p.rttMs >= 0 && Number.isFinite(p.rttMs))) return state;
+  const s = updateRtt(state, p.rttMs, o);
+  const bps = probeBps(p);
+  // A probe answers a stale estimate outright; a routine one replaces the window only when it
+  // disagrees with it by changeFactor (the link changed without its RTT moving).
+  const off = bps > s.bandwidthBps * o.changeFactor || bps * o.changeFactor < s.bandwidthBps;
+  const reset = s.bandwidthStale !== undefined || off;
+  const recent = reset ? [bps] : [...s.recent, bps].slice(-o.window);
+  // The prober sizes and repeats probes until one is long enough to time (client side); each
+  // one answers the staleness.
+  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), bandwidthStale: undefined };
 }
 
 export function updateLink(state: LinkEstimate, sample: LinkSample, options: Partial<LinkOptions> = {}): LinkEstimate {
   const o = { ...LINK_DEFAULTS, ...options };
+  if ("probe" in sample) return updateProbe(state, sample, o);
   if ("rttMs" in sample) return updateRtt(state, sample.rttMs, o);
   const { bytes, seconds } = sample;
   if (!(bytes >= 0 && seconds > 0 && Number.isFinite(seconds))) return state;
@@ -83,18 +127,25 @@ export function updateLink(state: LinkEstimate, sample: LinkSample, options: Par
   let s = state;
   // A whole transfer faster than the RTT estimate: the RTT went down; it is at most `ms`.
   if (ms < s.rttMs) s = updateRtt(s, ms, o);
+  // The RTT is in doubt: this transfer's split into RTT and serialisation is unknown, so it is
+  // no bandwidth sample.
+  if (s.suspect) return s;
   // Serialisation time: what the RTT does not explain, never less than a tenth of the transfer.
   const serialMs = Math.max(ms - s.rttMs, ms * 0.1);
   const bps = (bytes * 8 * 1000) / serialMs;
+  // After a link change the older samples describe another link.
+  let changes = s.changes;
   let recent = [...s.recent, bps].slice(-o.window);
-  if (recent.length >= 3) {
+  if (s.bandwidthStale === "link-change") (recent = [bps]), changes++;
+  else if (recent.length >= 3) {
     const older = harmonic(recent.slice(0, -2));
     const [a, b] = recent.slice(-2) as [number, number];
     const up = a > older * o.changeFactor && b > older * o.changeFactor;
     const down = a * o.changeFactor < older && b * o.changeFactor < older;
-    if (up || down) recent = [a, b];
+    if (up || down) (recent = [a, b]), changes++;
   }
-  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1 };
+  // A transfer too short to time (serialisation under reliableMs) leaves the estimate stale.
+  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes, bandwidthStale: serialMs >= o.reliableMs ? undefined : s.bandwidthStale };
 }
 
 /** Where a role's per-segment baseline comes from. */
@@ -212,6 +263,7 @@ export function updateCodec(r: RoleEstimate, variantId: string, ms: number, alph
 export type Observation =
   | { kind: "transfer"; bytes: number; seconds: number }
   | { kind: "rtt"; ms: number }
+  | { kind: "probe"; rttMs: number; bytes: number; serialMs: number }
   | { kind: "device" | "cloud"; from: number; to: number; ms: number }
   | { kind: "encode" | "decode"; variant: string; ms: number }
   | { kind: "bytes"; variant: string; bytes: number };
@@ -220,6 +272,7 @@ function observeOne(e: Estimates, o: Observation): Estimates {
   switch (o.kind) {
     case "transfer": return { ...e, link: updateLink(e.link, o, e.linkOptions) };
     case "rtt": return { ...e, link: updateLink(e.link, { rttMs: o.ms }, e.linkOptions) };
+    case "probe": return { ...e, link: updateLink(e.link, { probe: true, rttMs: o.rttMs, bytes: o.bytes, serialMs: o.serialMs }, e.linkOptions) };
     case "device": return { ...e, device: updateCompute(e.device, o, e.alpha) };
     case "cloud": return { ...e, cloud: updateCompute(e.cloud, o, e.alpha) };
     case "encode": return { ...e, device: updateCodec(e.device, o.variant, o.ms, e.alpha) };

@@ -443,8 +443,13 @@ export function decodeResponse(bytes: Uint8Array): Response & { type: MessageTyp
   return { type: f.type, id: f.id, status: h.status, message: h.message, timing: h.timing, outputs };
 }
 
-export function encodePing(id: number): Uint8Array {
-  return encodeFrame(MessageType.Ping, id, null);
+/**
+ * A ping; `padBytes` zero bytes of body make it a bandwidth probe (the server ignores a ping's
+ * body and answers with an empty pong, so the time it takes over an RTT is the body's transfer).
+ */
+export function encodePing(id: number, padBytes = 0): Uint8Array {
+  if (!(Number.isInteger(padBytes) && padBytes >= 0)) throw new RangeError(`ping padding must be a whole number of bytes >= 0, got ${padBytes}`);
+  return encodeFrame(MessageType.Ping, id, null, padBytes > 0 ? [new Uint8Array(padBytes)] : []);
 }
 
 export function encodePong(id: number): Uint8Array {

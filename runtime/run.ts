@@ -1,6 +1,6 @@
 // Running a device over a stream of inputs and summarising it: shared by `dyno run`, the demo
 // and the benchmarks. Pure bookkeeping around Device.stream.
-import type { Device, Inference } from "./device.js";
+import type { Device, Inference, ProbeStats } from "./device.js";
 import { quantile } from "./stats.js";
 
 export interface RunSummary {
@@ -16,6 +16,8 @@ export interface RunSummary {
   fellBack: number;
   /** Inferences per variant id. */
   variants: Record<string, number>;
+  /** The device's bandwidth probes during the run, when known. */
+  probes?: ProbeStats;
 }
 
 export interface RunOptions {
@@ -37,8 +39,11 @@ export async function runStream(device: Device, input: (i: number) => Float32Arr
       yield input(i);
     }
   }
+  const before = device.probes;
   const results = await device.stream(inputs(), (r, i) => options.onResult?.(r, i, performance.now() - t0));
-  return { results, summary: summarise(results, (performance.now() - t0) / 1000, options.label) };
+  const after = device.probes;
+  const probes = { probes: after.probes - before.probes, bytes: after.bytes - before.bytes, ms: after.ms - before.ms };
+  return { results, summary: { ...summarise(results, (performance.now() - t0) / 1000, options.label), probes } };
 }
 
 export function summarise(results: Inference[], seconds: number, label?: (i: number) => number | null): RunSummary {

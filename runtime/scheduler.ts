@@ -396,6 +396,31 @@ export function chooseVariant(manifest: Manifest, estimates: Estimates, policy: 
   };
 }
 
+/**
+ * A choice made by the caller, not the scheduler: variant `id` (any variant of the manifest, or
+ * "device-only" / "cloud-only"), with its prediction from the same estimates. For measuring one
+ * variant end to end (the oracle's runs, `dyno run --variant`).
+ */
+export function pinVariant(manifest: Manifest, estimates: Estimates, id: string, policy: Policy = {}): Choice {
+  const ctx = contextOf(manifest);
+  const i = ctx.entries.findIndex((e) => e.id === id);
+  if (i < 0) throw new SchedulerError(`unknown variant "${id}" (the bundle has ${manifest.variants.length} variants: ${manifest.variants.slice(0, 6).map((v) => v.id).join(", ")}${manifest.variants.length > 6 ? ", ..." : ""})`);
+  const e = ctx.entries[i]!;
+  const p = predict(e, codecBase(ctx, estimates.device.codecBaseMs)[i]!, codecBase(ctx, estimates.cloud.codecBaseMs)[i]!, ctx.segments, estimates, powerModel(policy.power), policy);
+  const objective = policy.objective ?? "latency";
+  return {
+    variant: e.variant ?? (e.kind === "device-only" ? "device-only" : "cloud-only"),
+    id: e.id,
+    reason: `pinned: ${e.id} predicts ${UNIT[objective](p)}${e.admissible ? "" : " (not admissible: outside the accuracy profile)"}`,
+    predicted: p,
+    front: [],
+    policy: policy.name ?? "dyno",
+    objective,
+    feasible: p.meetsSlo,
+    kept: false,
+  };
+}
+
 export interface OracleResult {
   id: string;
   /** The objective's value (inferences/s for throughput). */

@@ -10,6 +10,9 @@ import { openBundle, type Bundle } from "../runtime/bundle.js";
 import type { Calibration } from "../runtime/calibration.js";
 import { createDevice, type Inference } from "../runtime/device.js";
 import { Executor } from "../runtime/executor.js";
+import { connectCloud } from "../runtime/client.js";
+import { probeBps } from "../runtime/estimators.js";
+import { startLink } from "../runtime/link.js";
 import { startServer } from "../runtime/server.js";
 import { compileTestBundle, fixtures, ROOT } from "./fixtures.js";
 
@@ -81,6 +84,58 @@ device("a device with no cloud runs device-only; a bad input length is a clear e
     assert.match((e as Error).message, /input has 3 values, model input "input" \[1,1,64,64\] needs 4096/);
   }
   await d.close();
+});
+
+device("bandwidth probe: padded pings time an emulated link over ws and http; the device probes before its first plan and after the link changes", async () => {
+  const server = await startServer({ bundle, port: 0 });
+  const link = await startLink({ target: { port: server.port }, shape: { bandwidthMbps: 20, rttMs: 20, jitterMs: 0 }, seed: 3 });
+  const url = `http://${link.host}:${link.port}`;
+  try {
+    for (const transport of ["ws", "http"] as const) {
+      const c = connectCloud({ url, model: bundle.manifest.model.sha256, transport, timeoutMs: 5000 });
+      await c.ping();
+      const p = await c.probe(50_000);
+      await c.close();
+      // 50 kB at 20 Mbit/s is 20 ms of serialisation: measured within 25% (timers, framing).
+      assert.ok(Math.abs(probeBps(p) / 20e6 - 1) < 0.25, `${transport}: ${(probeBps(p) / 1e6).toFixed(1)} Mbit/s`);
+      assert.ok(p.rttMs >= 19 && p.rttMs < 40, `${transport}: rtt ${p.rttMs.toFixed(1)} ms`);
+    }
+    // A device with a wrong prior (1 Gbit/s): its first inference probes, then plans with ~20 Mbit/s.
+    const d = await createDevice({ bundle, cloud: url, transport: "ws", slowdown: 20, link: { bandwidthMbps: 1000, rttMs: 1 }, profile: { cacheDir: join(dir, "profiles") } });
+    await d.infer(cal.batch(0, 1));
+    assert.ok(d.probes.probes >= 1 && d.probes.bytes >= 16 * 1024, JSON.stringify(d.probes));
+    assert.ok(Math.abs(d.estimates.link.bandwidthBps / 20e6 - 1) < 0.3, `${d.estimates.link.bandwidthBps / 1e6} Mbit/s`);
+    assert.is(d.estimates.link.bandwidthStale, undefined);
+    // The link changes (RTT 20 -> 120 ms, 20 -> 2 Mbit/s): pings see it, the next plans probe.
+    const before = d.probes.probes;
+    link.setShape({ bandwidthMbps: 2, rttMs: 120, jitterMs: 0 });
+    // Device-only here: pings alone see the change (one RTT, then a confirming one), then a probe.
+    const t0 = performance.now();
+    for (let i = 1; d.probes.probes === before && performance.now() - t0 < 3000; i++) await d.infer(cal.batch(i % cal.count, 1));
+    await d.infer(cal.batch(0, 1));
+    assert.ok(d.probes.probes > before, "probed after the change");
+    assert.ok(Math.abs(d.estimates.link.bandwidthBps / 2e6 - 1) < 0.3, `${d.estimates.link.bandwidthBps / 1e6} Mbit/s`);
+    assert.ok(Math.abs(d.estimates.link.rttMs / 120 - 1) < 0.2, `${d.estimates.link.rttMs} ms`);
+    // Pinned: the variant asked for runs, whatever the scheduler thinks; exact as ever.
+    for (const id of [bundle.manifest.variants[0]!.id, "device-only", "cloud-only"]) {
+      const x = cal.batch(7, 1);
+      const r = await d.infer(x, { variant: id });
+      assert.ok(r.choice.reason.startsWith("pinned:"), r.choice.reason);
+      await assertExact(r, x, `pinned ${id}`);
+      if (id === "device-only") assert.is(r.kind, "device-only");
+      if (id === "cloud-only") assert.is(r.kind, "cloud-only");
+    }
+    try {
+      await d.infer(cal.batch(0, 1), { variant: "c99-b3-nothing" });
+      assert.unreachable();
+    } catch (e) {
+      assert.match((e as Error).message, /unknown variant "c99-b3-nothing"/);
+    }
+    await d.close();
+  } finally {
+    await link.close();
+    await server.close();
+  }
 });
 
 function freePort(): Promise<number> {

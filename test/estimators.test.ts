@@ -78,6 +78,60 @@ test("link: a transfer faster than the RTT estimate lowers the RTT; malformed sa
   assert.throws(() => initLink({ bandwidthMbps: 0, rttMs: 10 }), /bandwidthMbps > 0/);
 });
 
+test("link: stale until a sample long enough to time; a probe answers it and replaces the window", () => {
+  let s = initLink({ bandwidthMbps: 15, rttMs: 50 });
+  assert.is(s.bandwidthStale, "prior");
+  // 2 KB at 100 Mbit/s: 0.16 ms of serialisation, too short to time (reliableMs 2).
+  s = updateLink(s, { rttMs: 10 });
+  s = updateLink(s, transfer(2_000, 100, 10));
+  assert.is(s.bandwidthStale, "prior", "a transfer under reliableMs leaves it stale");
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 10 });
+  assert.is(s.bandwidthStale, undefined);
+  assert.ok(within(s.bandwidthBps, 100e6, 1e-9), `${s.bandwidthBps}`);
+  assert.equal(s.recent.length, 1, "a probe on a stale estimate replaces the window");
+  // A routine probe that agrees joins the window; one off by changeFactor replaces it.
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 11 });
+  assert.is(s.recent.length, 2);
+  const changes = s.changes;
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 50 });
+  assert.equal(s.recent.length, 1);
+  assert.ok(within(s.bandwidthBps, 20e6, 1e-9));
+  assert.is(s.changes, changes + 1);
+  // A serialisation time of 0 (noise) is not an infinite rate.
+  assert.ok(Number.isFinite(updateLink(s, { probe: true, rttMs: 10, bytes: 1000, serialMs: -0.1 }).bandwidthBps));
+});
+
+test("link: an off RTT sample is suspect; a second confirms a link change (stale) and counts it", () => {
+  let s = initLink({ bandwidthMbps: 15, rttMs: 50 });
+  s = feed(updateLink(s, { rttMs: 100 }), 2, 100, 3, 20_000);
+  assert.is(s.bandwidthStale, undefined);
+  assert.ok(within(s.bandwidthBps, 2e6, 1e-9));
+  const changes = s.changes;
+  s = updateLink(s, { rttMs: 400 });
+  assert.ok(s.suspect, "one sample 4x above the estimate");
+  assert.is(s.bandwidthStale, undefined);
+  // A transfer while the RTT is in doubt is no bandwidth sample.
+  const before = s.bandwidthBps;
+  s = updateLink(s, transfer(20_000, 8, 400));
+  assert.is(s.bandwidthBps, before);
+  s = updateLink(s, { rttMs: 410 });
+  assert.not.ok(s.suspect);
+  assert.is(s.rttMs, 405, "the step replaces the estimate");
+  assert.is(s.bandwidthStale, "link-change");
+  assert.is(s.changes, changes + 1);
+  // After a link change the first timed transfer replaces the old window (no 2 Mbit/s left in it).
+  s = updateLink(s, transfer(100_000, 8, 405));
+  assert.equal(s.recent.length, 1);
+  assert.ok(within(s.bandwidthBps, 8e6, 1e-6), `${s.bandwidthBps}`);
+  assert.is(s.bandwidthStale, undefined);
+  // One noisy sample that the next does not confirm: suspect, then cleared, no change.
+  const c2 = s.changes;
+  s = updateLink(updateLink(s, { rttMs: 800 }), { rttMs: 405 });
+  assert.not.ok(s.suspect);
+  assert.is(s.changes, c2);
+  assert.is(s.bandwidthStale, undefined);
+});
+
 test("compute: the measured/profiled ratio (EWMA) scales every segment, measured or not", () => {
   let e = initEstimates(M);
   assert.is(e.device.source.kind, "profile");

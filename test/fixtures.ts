@@ -1,5 +1,5 @@
 // The fixture models of models/ (described by models/fixtures.json) and a CLI runner for tests.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -45,6 +45,21 @@ export function runDyno(args: string[], options: { cwd?: string } = {}): { code:
   const code = `import("${ROOT}cli/main.ts").then(async (m) => { process.exitCode = await m.runCli(${JSON.stringify(args)}); })`;
   const r = spawnSync(process.execPath, ["--import", "tsx", "-e", code], { cwd: options.cwd ?? ROOT, encoding: "utf8", timeout: 120_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** runDyno without blocking this process (for a server the command talks to, in this process). */
+export function runDynoAsync(args: string[], options: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const code = `import("${ROOT}cli/main.ts").then(async (m) => { process.exitCode = await m.runCli(${JSON.stringify(args)}); })`;
+  const child = spawn(process.execPath, ["--import", "tsx", "-e", code], { cwd: options.cwd ?? ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+  child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  return new Promise((resolve) => child.on("close", (status) => {
+    clearTimeout(timer);
+    resolve({ code: status ?? -1, stdout, stderr });
+  }));
 }
 
 /**

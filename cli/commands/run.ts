@@ -6,7 +6,7 @@ import { openBundle } from "../../runtime/bundle.js";
 import { bundleCalibration, loadCalibration, type Calibration } from "../../runtime/calibration.js";
 import { createDevice } from "../../runtime/device.js";
 import { parseLinkSpec, startLink, type Link } from "../../runtime/link.js";
-import { runStream, type RunSummary } from "../../runtime/run.js";
+import { runStream, summarise, type RunSummary } from "../../runtime/run.js";
 import { OBJECTIVES, POLICIES, type Objective, type PolicyName } from "../../runtime/scheduler.js";
 import type { Command } from "../args.js";
 import { humanBytes, table } from "../format.js";
@@ -19,6 +19,7 @@ export const run: Command = {
     "  --cloud URL                 the server (http://host:port) started with dyno serve",
     "  --objective O               latency | throughput | cloud-cost | bytes | energy (default latency)",
     "  --policy P                  dyno (default) | device-only | cloud-only | cloud-only-u8 | neurosurgeon | jalad",
+    "  --variant ID                run this variant every time (an id of the manifest, e.g. c0-b8-zstd, or device-only), no scheduling",
     "  --max-accuracy-drop PP      offer only variants within PP percentage points (default: the bundle's)",
     "  --latency-slo MS, --throughput-slo N   service-level objectives",
     "  --link SPEC                 emulate the link on loopback: 3g, 4g, 5g, wifi, wifi-3g-4g, or a trace .json",
@@ -33,6 +34,7 @@ export const run: Command = {
     cloud: { type: "string" },
     objective: { type: "string" },
     policy: { type: "string" },
+    variant: { type: "string" },
     "max-accuracy-drop": { type: "string" },
     "latency-slo": { type: "string" },
     "throughput-slo": { type: "string" },
@@ -80,7 +82,7 @@ export const run: Command = {
     const slowdown = num("slowdown") ?? 1;
     if (slowdown !== 1) console.log(`device: emulated, ${slowdown}x slower than this machine (onnxruntime-node cpu, 1 thread)`);
     const device = await createDevice({
-      bundle, cloud: url, token, transport, policy, objective, slowdown,
+      bundle, cloud: url, token, transport, policy, objective, slowdown, variant: values.variant as string | undefined,
       slo: { maxAccuracyDrop: num("max-accuracy-drop"), latencyMs: num("latency-slo"), throughputPerS: num("throughput-slo") },
     });
     const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: "{bar} {value}/{total} | {variant}", hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : null;
@@ -104,7 +106,7 @@ export const run: Command = {
           results.push(r);
           report(r, i);
         }
-        summary = (await import("../../runtime/run.js")).summarise(results, (performance.now() - t0) / 1000, label);
+        summary = { ...summarise(results, (performance.now() - t0) / 1000, label), probes: device.probes };
       } else {
         ({ summary } = await runStream(device, input, { count, label, onResult: (r, i) => report(r, i) }));
       }
@@ -142,6 +144,7 @@ export function printSummary(s: RunSummary): void {
     ["cloud seconds per inference", s.cloudSecondsPerInference.toFixed(5)],
     ["top-1", s.top1 === null ? "-" : `${(100 * s.top1).toFixed(2)}%`],
     ["finished on the device after a cloud failure", s.fellBack],
+    ...(s.probes ? [["bandwidth probes", `${s.probes.probes} (${humanBytes(s.probes.bytes)}, ${s.probes.ms.toFixed(0)} ms)`]] : []),
   ]));
   console.log(`variants: ${Object.entries(s.variants).sort((a, b) => b[1] - a[1]).map(([v, n]) => `${v} x${n}`).join(", ")}`);
 }
