@@ -16,8 +16,10 @@
 // Oracle: for the link in force, every admissible variant is measured end to end by a second
 // device pinned to it (device.infer(x, { variant })): the same emulated device (same profile,
 // same slow-down), pack, send through the link, cloud, reply. Then the contenders (the best few
-// and every variant the device settled on) are measured again round-robin, so chosen and best are
-// compared in the same pass, by medians.
+// and every variant the device settled on) are measured again, 9 rounds round-robin, and the gap
+// is the median over the rounds of chosen / best (each round runs both back to back, so a burst
+// of load on this shared machine slows both). A gap over 5% is measured again over 15 more rounds
+// before it counts.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -119,13 +121,31 @@ adapt("after each link step the choice settles within 3 inferences within 5% of 
       // Pass 2: the 3 best of the screen and every settled choice, 9 runs each, round-robin.
       const contenders = [...new Set([...ranked.slice(0, 3), ...settled])];
       const confirm: Record<string, number[]> = {};
-      for (let k = 0; k < 9; k++) for (const id of contenders) (confirm[id] ??= []).push(await measureOnce(probe, id, cal.batch(k, 1)));
-      const measured = Object.fromEntries(admissible.map((id) => [id, { latencyMs: median(confirm[id] ?? screen[id]!), accuracyDrop: m.variants.find((v) => v.id === id)!.accuracy.drop }]));
-      const best = oracle(measured, { objective: "latency", maxAccuracyDrop: MAX_DROP })!;
+      const pass = async (rounds: number) => {
+        for (let k = 0; k < rounds; k++) for (const id of contenders) (confirm[id] ??= []).push(await measureOnce(probe, id, cal.batch(k, 1)));
+      };
+      const judge = () => {
+        const measured = Object.fromEntries(admissible.map((id) => [id, { latencyMs: median(confirm[id] ?? screen[id]!), accuracyDrop: m.variants.find((v) => v.id === id)!.accuracy.drop }]));
+        const best = oracle(measured, { objective: "latency", maxAccuracyDrop: MAX_DROP })!;
+        // The gap from paired rounds: chosen and best were run back to back in each, so a burst
+        // of load on this shared machine slows both; the median ratio over the rounds.
+        const gaps = Object.fromEntries(settled.map((id) => [id, Math.max(0, median(confirm[id]!.map((t, k) => t / confirm[best.id]![k]!)) - 1)]));
+        return { measured, best, gaps };
+      };
+      await pass(9);
+      let verdict = judge();
+      // A gap over the bound is measured again (15 more rounds) before it counts: the device's
+      // choices are fixed by now, only the measurement of the contenders gets finer.
+      const remeasured = settled.some((id) => verdict.gaps[id]! > BOUND);
+      if (remeasured) {
+        await pass(15);
+        verdict = judge();
+      }
+      const { measured, best, gaps } = verdict;
       for (const id of settled) {
-        const gap = gapToOracle(measured[id]!.latencyMs, best.cost);
+        const gap = gaps[id]!;
         const at = runs.findIndex((r, i) => i >= SETTLE - 1 && r.variant === id) + 1;
-        rows.push(`${s + 1} | ${step.name} ${step.bandwidthMbps} Mbit/s ${step.rttMs} ms | ${best.id} ${best.cost.toFixed(1)} ms | ${id} (from #${at}) ${measured[id]!.latencyMs.toFixed(1)} ms | ${(gap * 100).toFixed(1)}%`);
+        rows.push(`${s + 1} | ${step.name} ${step.bandwidthMbps} Mbit/s ${step.rttMs} ms | ${best.id} ${best.cost.toFixed(1)} ms | ${id} (from #${at}) ${measured[id]!.latencyMs.toFixed(1)} ms | ${(gap * 100).toFixed(1)}%${remeasured ? " (remeasured: 24 rounds)" : ""}`);
         if (gap > BOUND) failures.push(`${step.name}: ${id} chosen at #${at} measures ${measured[id]!.latencyMs.toFixed(1)} ms, ${(gap * 100).toFixed(1)}% above the oracle's ${best.id} at ${best.cost.toFixed(1)} ms (choices: ${runs.map((r) => r.variant).join(", ")})`);
       }
       rows.push(`  choices after the step: ${runs.map((r, i) => `#${i + 1} ${r.variant} ${r.timings.totalMs.toFixed(0)} ms`).join(", ")}`);

@@ -2,12 +2,6 @@
 // default fixture's bundle, starts the cloud server, runs an emulated slow device over an
 // emulated link whose bandwidth steps Wi-Fi -> 3G -> 4G, prints how cut and bits adapt, compares
 // throughput with device-only and cloud-only on each link, and shuts everything down.
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { compile } from "../../compiler/compile.js";
-import { sha256File } from "../../compiler/compile.js";
-import { analyzeModel } from "../../compiler/pipeline.js";
-import { openBundle } from "../../runtime/bundle.js";
 import { loadCalibration } from "../../runtime/calibration.js";
 import { createDevice } from "../../runtime/device.js";
 import { startLink, PRESETS, type LinkTrace } from "../../runtime/link.js";
@@ -15,10 +9,8 @@ import { runStream } from "../../runtime/run.js";
 import type { Objective, PolicyName } from "../../runtime/scheduler.js";
 import { startServer } from "../../runtime/server.js";
 import type { Command } from "../args.js";
+import { cachedBundle, fixture } from "../bundle-cache.js";
 import { humanBytes, table } from "../format.js";
-import { dynoVersion } from "../version.js";
-
-const ROOT = resolve(new URL("../..", import.meta.url).pathname, existsSync(new URL("../../models", import.meta.url)) ? "." : "..");
 
 export const demo: Command = {
   name: "demo",
@@ -39,35 +31,15 @@ export const demo: Command = {
     bundle: { type: "string" },
   },
   async run({ values }) {
-    const index = JSON.parse(readFileSync(join(ROOT, "models/fixtures.json"), "utf8")) as { default: string; models: { name: string; file: string }[] };
-    const name = (values.model as string | undefined) ?? index.default;
-    const fx = index.models.find((m) => m.name === name);
-    if (!fx) throw new Error(`no fixture "${name}" (fixtures: ${index.models.map((m) => m.name).join(", ")})`);
-    const modelPath = join(ROOT, "models", fx.file);
+    const fx = fixture(values.model as string | undefined);
+    const modelPath = fx.path;
     const stepSeconds = Number(values["step-seconds"] ?? 10);
     const slowdown = Number(values.slowdown ?? 20);
     const objective = (values.objective ?? "throughput") as Objective;
-    const dir = (values.bundle as string | undefined) ?? join(ROOT, ".dyno", `${name}.bundle`);
     const t0 = performance.now();
 
     // 1. The bundle: reuse it when it was compiled from this model by this dyno.
-    let reuse = false;
-    try {
-      const m = openBundle(dir).manifest;
-      reuse = m.model.sha256 === sha256File(modelPath) && m.dyno === dynoVersion();
-    } catch {
-      reuse = false;
-    }
-    if (reuse) console.log(`bundle  ${dir} (reused)`);
-    else {
-      console.log(`bundle  compiling ${fx.file} -> ${dir} (first run only) ...`);
-      const a = await analyzeModel(modelPath);
-      const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));
-      const calibration = loadCalibration(modelPath, undefined, undefined, perSample, 300);
-      const r = await compile(a, modelPath, { out: dir, calibration, bits: [2, 3, 4, 6, 8], profileRuns: 5, dynoVersion: dynoVersion() });
-      console.log(`bundle  ${r.manifest.variants.length} variants over ${r.manifest.cuts.length} cuts in ${r.seconds.toFixed(0)} s`);
-    }
-    const bundle = openBundle(dir);
+    const { bundle } = await cachedBundle(fx, values.bundle as string | undefined);
     const m = bundle.manifest;
     const perSample = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
     const data = loadCalibration(modelPath, undefined, undefined, perSample, undefined);
