@@ -92,7 +92,10 @@ export interface Inference {
     encodeMs: number;
     bytes: number;
     transferMs: number;
+    /** The cloud's compute (decode + segments), as the server reports it. */
     cloudMs: number;
+    /** Time the request waited in the server's queue for the executor. */
+    queueMs: number;
     rttMs: number;
     totalMs: number;
   };
@@ -325,7 +328,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const { t0, choice, id, d, deviceMs, encodeMs } = p;
     const cut = m.cuts.find((c) => c.id === m.variants.find((v) => v.id === id)!.cut)!;
     const kind = cut.kind === "output" ? "device-only" : cut.kind === "input" ? "cloud-only" : "split";
-    const base = { deviceSegmentMs: d.segmentMs, deviceMs, encodeMs, bytes: 0, transferMs: 0, cloudMs: 0, rttMs: 0 };
+    const base = { deviceSegmentMs: d.segmentMs, deviceMs, encodeMs, bytes: 0, transferMs: 0, cloudMs: 0, queueMs: 0, rttMs: 0 };
     if (d.kind === "local") {
       estimates = observe(estimates, ...observationsOf({ variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs }));
       return { outputs: plain(d.outputs), variant: id, kind: "device-only", choice, fellBack: false, timings: { ...base, totalMs: performance.now() - t0 } };
@@ -346,7 +349,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
           }),
         );
         const outputs = Object.fromEntries(a.outputs.map((o) => [o.name, { dims: o.dims, data: o.data }]));
-        return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.totalMs, rttMs, totalMs: performance.now() - t0 } };
+        return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.cloudMs, queueMs: a.timing.queueMs, rttMs, totalMs: performance.now() - t0 } };
       } catch (e) {
         if (!isCloudFailure(e)) throw e;
         markDown();
