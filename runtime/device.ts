@@ -131,6 +131,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     latencySloMs: options.slo?.latencyMs,
     throughputSloPerS: options.slo?.throughputPerS,
     hysteresis: options.hysteresis ?? 0.03,
+    pipelineDepth: Math.max(1, options.pipelineDepth ?? 8),
   } as const;
   // Device-side profile on first start (cached per bundle and machine): this device's own
   // per-segment times replace the bundle's device profile in the estimates.

@@ -40,6 +40,12 @@ export interface Policy {
   /** Keep the previous variant unless the best is better by this fraction (default 0.1). */
   hysteresis?: number;
   /**
+   * Inferences the device keeps in flight when pipelined (its stream depth). Throughput is then
+   * also at most depth / latency (Little's law: on a long RTT the window, not a stage, is the
+   * limit). Absent: no such cap.
+   */
+  pipelineDepth?: number;
+  /**
    * When no variant meets the SLOs: "objective" (default) takes the best by the objective among
    * the admissible ones; "closest" the one nearest to meeting them.
    */
@@ -167,7 +173,8 @@ function predict(e: Entry, encodeBase: number, decodeBase: number, n: number, es
   const linkMs = deviceOnly ? 0 : airMs + est.link.rttMs;
   const latencyMs = deviceMs + linkMs + cloudMs;
   const stage = Math.max(deviceMs, airMs, cloudMs);
-  const throughputPerS = stage > 0 ? 1000 / stage : Infinity;
+  const windowPerS = policy.pipelineDepth !== undefined && latencyMs > 0 ? (policy.pipelineDepth * 1000) / latencyMs : Infinity;
+  const throughputPerS = Math.min(stage > 0 ? 1000 / stage : Infinity, windowPerS);
   const meetsSlo = (policy.latencySloMs === undefined || latencyMs <= policy.latencySloMs) && (policy.throughputSloPerS === undefined || throughputPerS >= policy.throughputSloPerS);
   return {
     id: e.id, kind: e.kind, variant: e.variant, deviceSegments: k, codec: e.codec, accuracyDrop: e.accuracyDrop,

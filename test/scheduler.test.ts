@@ -120,6 +120,23 @@ test("SLO infeasible -> best effort by the objective, said in the reason", () =>
   assert.match(tput.reason, /throughput .* < SLO 1000\/s/);
 });
 
+test("throughput with a pipeline depth: at most depth / latency (Little's law), device-only unaffected", () => {
+  const free = predictAll(M, at(1, 400));
+  const capped = predictAll(M, at(1, 400), { pipelineDepth: 2 });
+  for (const [i, p] of capped.entries()) {
+    const f = free[i]!;
+    assert.is(p.id, f.id);
+    assert.ok(Math.abs(p.throughputPerS - Math.min(f.throughputPerS, 2000 / f.latencyMs)) < 1e-9, `${p.id}: ${p.throughputPerS} vs ${f.throughputPerS}, ${2000 / f.latencyMs}`);
+    if (p.kind === "device-only") assert.is(p.throughputPerS, f.throughputPerS);
+  }
+  assert.ok(capped.some((p, i) => p.throughputPerS < free[i]!.throughputPerS), "a 400 ms RTT makes the window the limit somewhere");
+  // The choice ranks by the capped throughput.
+  const c = chooseVariant(M, at(1, 400), { objective: "throughput", pipelineDepth: 2 });
+  const device = capped.find((p) => p.kind === "device-only")!;
+  assert.is(c.predicted.throughputPerS, Math.max(...capped.map((p) => p.throughputPerS)));
+  assert.ok(c.predicted.throughputPerS >= device.throughputPerS);
+});
+
 /** Bandwidth where c2-b2 and c3-b2 predict the same latency (hand-worked: 20/B + 158.7 = 4/B + 185.7). */
 const CROSSOVER = 16 / 27;
 
