@@ -210,7 +210,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   let timedCount = 0;
   /** Inferences on the link or in the cloud now, and who waits for the link to be quiet. */
   let onLink = 0;
-  let quiet: (() => void)[] = [];
+  const quiet: (() => void)[] = [];
   const leaveLink = () => {
     if (--onLink === 0) for (const f of quiet.splice(0)) f();
   };

@@ -15,6 +15,7 @@ import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { z } from "zod";
 import { DynoError } from "../compiler/errors.js";
+import { WAKE_SLACK_MS, wakeAt } from "./clock.js";
 import { rng } from "./random.js";
 import { PRESETS, type LinkStep, type LinkTrace } from "./link-presets.js";
 
@@ -140,11 +141,6 @@ export interface Link {
 }
 
 const PIECE = 16 * 1024;
-
-function clearTimer(t: NodeJS.Timeout | NodeJS.Immediate): void {
-  if ("hasRef" in t && "refresh" in t) clearTimeout(t);
-  else clearImmediate(t as NodeJS.Immediate);
-}
 const HIGH_WATER = 1 << 20;
 const LOW_WATER = 1 << 18;
 
@@ -163,7 +159,8 @@ interface Pipe {
   head: number;
   pending: number;
   lastAt: number;
-  timer: NodeJS.Timeout | NodeJS.Immediate | null;
+  /** Cancels the pending wake-up, when one is armed. */
+  timer: (() => void) | null;
   ended: boolean;
   paused: boolean;
 }
@@ -195,7 +192,7 @@ export async function startLink(options: LinkOptions): Promise<Link> {
   const flush = (p: Pipe) => {
     p.timer = null;
     const now = performance.now();
-    while (p.head < p.queue.length && p.queue[p.head]!.at <= now + 0.02) {
+    while (p.head < p.queue.length && p.queue[p.head]!.at <= now + WAKE_SLACK_MS) {
       const { data } = p.queue[p.head++]!;
       p.pending -= data.length;
       p.dir.delivered += data.length;
@@ -215,16 +212,10 @@ export async function startLink(options: LinkOptions): Promise<Link> {
   };
 
   // Node's timers fire on whole milliseconds, up to 1 ms late: a piece due in 0.7 ms would
-  // arrive after 1 ms, a 40% error on a 100 Mbit/s link. So a timer wakes the pipe up to 1 ms
-  // early and the rest is waited out in setImmediate turns (other I/O still runs between them).
+  // arrive after 1 ms, a 40% error on a 100 Mbit/s link. wakeAt (./clock.ts) is on time to ~20 µs.
   const arm = (p: Pipe) => {
     if (p.timer || p.head >= p.queue.length) return;
-    const wait = p.queue[p.head]!.at - performance.now();
-    p.timer = wait > 1.5 ? setTimeout(rearm, wait - 1.2, p) : setImmediate(flush, p);
-  };
-  const rearm = (p: Pipe) => {
-    p.timer = null;
-    arm(p);
+    p.timer = wakeAt(p.queue[p.head]!.at, () => flush(p));
   };
 
   const enqueue = (p: Pipe, chunk: Buffer) => {
@@ -260,7 +251,7 @@ export async function startLink(options: LinkOptions): Promise<Link> {
   };
 
   const drop = (p: Pipe) => {
-    if (p.timer) clearTimer(p.timer);
+    p.timer?.();
     p.timer = null;
     pipes.delete(p);
   };
