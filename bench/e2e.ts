@@ -42,9 +42,9 @@ const fx = fixture(values.model);
 const { bundle, dir } = await cachedBundle(fx);
 const m = bundle.manifest;
 const perSample = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
-const data = loadCalibration(fx.path, undefined, undefined, perSample, undefined);
+const data = await loadCalibration(fx.path, { inputDims: perSample });
 const input = (i: number) => data.batch(i % data.count, 1);
-const label = (i: number) => data.labels![i % data.count]!;
+const label = (i: number) => data.labels![i % data.count] as number;
 const admissible = m.variants.filter((v) => v.admissible && v.accuracy.drop <= maxDrop).map((v) => v.id);
 
 const server = await startServer({ bundle, port: 0 });

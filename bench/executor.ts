@@ -51,7 +51,7 @@ if (!bundleDir || !existsSync(join(bundleDir, "manifest.json"))) {
   const a = await analyzeModel(model);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
   const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
-  const calibration = loadCalibration(model, existsSync(model) && model.startsWith("models/") ? undefined : "random:16", undefined, perSample, 64);
+  const calibration = await loadCalibration(model, { calib: existsSync(model) && model.startsWith("models/") ? undefined : "random:16", inputDims: perSample, samples: 64 });
   await compile(a, model, { out: bundleDir, calibration, bits: [2, 4, 8], profileRuns: 3, dynoVersion: "bench" });
 }
 const bundle = openBundle(bundleDir);

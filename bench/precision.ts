@@ -30,7 +30,7 @@ for (const fx of index.models.filter((m) => !only || only.includes(m.name))) {
   const a = await analyzeModel(path);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
   const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
-  const calibration = loadCalibration(path, undefined, undefined, perSample, samples);
+  const calibration = await loadCalibration(path, { inputDims: perSample, samples });
   const inner = a.cuts.cuts.filter((c) => c.kind === "inner").map((c) => c.index);
   const out = mkdtempSync(join(tmpdir(), `dyno-precision-${fx.name}-`));
   const { manifest } = await compile(a, path, { out, calibration, bits: BITS, cuts: inner, profileRuns: 1, dynoVersion: "bench" });
@@ -38,13 +38,13 @@ for (const fx of index.models.filter((m) => !only || only.includes(m.name))) {
   sections.push(renderModel(fx.name, manifest, a.cuts.cuts.length, seconds));
   writeFileSync(`docs/precision-${fx.name}.svg`, plot(fx.name, manifest));
   const eight = manifest.variants.filter((v) => v.codec.bits === 8);
-  summary.push([fx.name, pct(manifest.calibration.float32Top1!), String(manifest.cuts.length - 2), Math.max(...eight.map((v) => v.accuracy.drop)).toFixed(2), minBitsRange(manifest)]);
+  summary.push([fx.name, pct(manifest.calibration.float32Value), String(manifest.cuts.length - 2), Math.max(...eight.map((v) => v.accuracy.drop)).toFixed(2), minBitsRange(manifest)]);
   console.log(`${fx.name}: ${manifest.variants.length} variants in ${seconds.toFixed(0)} s`);
   writeDoc();
 }
 
 function pct(x: number): string {
-  return `${(100 * x).toFixed(2)}%`;
+  return `${x.toFixed(2)}%`;
 }
 
 function minBits(m: Manifest, cut: number): number | null {
@@ -61,7 +61,7 @@ function renderModel(name: string, m: Manifest, allCuts: number, seconds: number
   const rows = m.cuts.filter((c) => c.kind !== "output").map((c) => {
     const cells = BITS.map((b) => {
       const v = m.variants.find((x) => x.cut === c.id && x.codec.bits === b);
-      return v ? (100 * v.accuracy.top1!).toFixed(1) : "";
+      return v ? v.accuracy.value.toFixed(1) : "";
     });
     const names = c.tensors.map((t) => t.name.replace(/_output_0$/, "")).join(" + ");
     return `| ${c.id} | ${names.length > 60 ? names.slice(0, 57) + "..." : names} | ${(c.bytes / 1024).toFixed(1)} | ${cells.join(" | ")} | ${minBits(m, c.id) ?? "-"} |`;
@@ -69,7 +69,7 @@ function renderModel(name: string, m: Manifest, allCuts: number, seconds: number
   return [
     `## ${name}`,
     "",
-    `float32 top-1 ${pct(m.calibration.float32Top1!)} on ${m.calibration.samples} test images; ${m.cuts.length - 2} inner cuts of ${allCuts - 2}, every codec through the kernels (${seconds.toFixed(0)} s). Cells: top-1 %; last column: the smallest bits within 1 pp.`,
+    `float32 top-1 ${pct(m.calibration.float32Value)} on ${m.calibration.samples} test images; ${m.cuts.length - 2} inner cuts of ${allCuts - 2}, every codec through the kernels (${seconds.toFixed(0)} s). Cells: top-1 %; last column: the smallest bits within 1 pp.`,
     "",
     `![accuracy against bits per cut](precision-${name}.svg)`,
     "",
@@ -94,12 +94,12 @@ function plot(name: string, m: Manifest): string {
   BITS.forEach((b, k) => {
     const pts = cuts.map((c, i) => {
       const v = m.variants.find((x2) => x2.cut === c.id && x2.codec.bits === b);
-      return v ? `${x(i).toFixed(1)},${y(100 * v.accuracy.top1!).toFixed(1)}` : null;
+      return v ? `${x(i).toFixed(1)},${y(v.accuracy.value).toFixed(1)}` : null;
     }).filter(Boolean);
     out.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="${colors[k]}" stroke-width="2"/>`);
     out.push(`<rect x="${W - R + 12}" y="${T + k * 18}" width="12" height="12" fill="${colors[k]}"/><text x="${W - R + 30}" y="${T + k * 18 + 10}">${b}-bit</text>`);
   });
-  out.push(`<line x1="${L}" x2="${W - R}" y1="${y(100 * m.calibration.float32Top1!)}" y2="${y(100 * m.calibration.float32Top1!)}" stroke="#000" stroke-dasharray="4 4"/>`);
+  out.push(`<line x1="${L}" x2="${W - R}" y1="${y(m.calibration.float32Value)}" y2="${y(m.calibration.float32Value)}" stroke="#000" stroke-dasharray="4 4"/>`);
   cuts.forEach((c, i) => {
     if (i % Math.ceil(cuts.length / 25) === 0) out.push(`<text x="${x(i)}" y="${T + ph + 16}" text-anchor="middle">${c.id}</text>`);
   });

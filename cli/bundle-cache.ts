@@ -44,7 +44,7 @@ export async function cachedBundle(fx: Fixture, dir = join(ROOT, ".dyno", `${fx.
     log(`bundle  compiling ${fx.path.replace(`${ROOT}/`, "")} -> ${dir} (first run only) ...`);
     const a = await analyzeModel(fx.path);
     const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));
-    const calibration = loadCalibration(fx.path, undefined, undefined, perSample, 300);
+    const calibration = await loadCalibration(fx.path, { inputDims: perSample, samples: 300 });
     const r = await compile(a, fx.path, { out: dir, calibration, bits: [2, 3, 4, 6, 8], profileRuns: 5, dynoVersion: dynoVersion() });
     log(`bundle  ${r.manifest.variants.length} variants over ${r.manifest.cuts.length} cuts in ${r.seconds.toFixed(0)} s`);
   }

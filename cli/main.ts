@@ -3,6 +3,7 @@ import { DynoError, UsageError } from "../compiler/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
 import { compileCommand } from "./commands/compile.js";
 import { demo } from "./commands/demo.js";
+import { exportVariant } from "./commands/export-variant.js";
 import { inspect } from "./commands/inspect.js";
 import { serve } from "./commands/serve.js";
 import { run } from "./commands/run.js";
@@ -10,7 +11,7 @@ import { split } from "./commands/split.js";
 import { verify } from "./commands/verify.js";
 import { dynoVersion } from "./version.js";
 
-const COMMANDS: Command[] = [inspect, split, compileCommand, verify, serve, run, demo];
+const COMMANDS: Command[] = [inspect, split, compileCommand, verify, exportVariant, serve, run, demo];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -4,10 +4,15 @@
 // through the real kernels, so the scheduler only ever offers admissible ones.
 //
 // Bundle layout (all files next to manifest.json, each with its SHA-256 in the manifest):
-//   weights.bin              every initializer once
+//   weights.bin              every initializer of 1 KiB or more, once (shape-like inputs stay inline)
 //   segment-NN.onnx          the standard-op segments between consecutive cuts (the executor runs these)
-//   <variant>.device.onnx    self-describing variant graphs (weights referenced in weights.bin)
-//   <variant>.cloud.onnx
+// A variant's self-describing graphs (ai.dyno nodes at its cut) are assembled from the segments
+// on demand (runtime/variant-graphs.ts, `dyno export-variant`), not stored: docs/compile.md.
+//
+// Accuracy is the calibration metric's (runtime/quality, docs/metrics.md): top-1, agreement,
+// CER, box F1, cosine or a user's, against labels when given, else against float32. A model
+// whose batch dim is fixed (torch.onnx.export's default) is run one sample at a time; a
+// symbolic batch runs BATCH samples per call. The results are the same either way (a test).
 import { createHash } from "node:crypto";
 import { cpus } from "node:os";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -15,17 +20,21 @@ import { basename, join } from "node:path";
 import ort from "onnxruntime-node";
 import { UnsupportedError, UsageError } from "./errors.js";
 import { byteSize, dtypeName } from "./ir/dtype.js";
-import type { Model } from "./ir/graph.js";
+import type { Dim, Model } from "./ir/graph.js";
+import { DataType } from "./ir/dtype.js";
 import { saveModelWithWeights, serializeModel, writeWeights } from "./onnx/export.js";
 import { computeCosts, numel } from "./passes/costs.js";
 import type { Cut as CandidateCut } from "./passes/find-cuts.js";
 import { insertQuantizePack, insertUnpackDequantize, type PackSpec } from "./passes/insert-pack.js";
 import { partition, partitionChain } from "./passes/partition.js";
 import type { Analysis } from "./pipeline.js";
+import { shapeLikeInitializers } from "./passes/shape-inputs.js";
 import { DEFAULTS, decodeInto, encode, initKernels } from "../kernels/index.js";
 import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../runtime/manifest.js";
 import { openSession } from "../runtime/session.js";
 import type { Calibration } from "../runtime/calibration.js";
+import type { Label, Metric, SampleOutputs } from "../runtime/quality/types.js";
+import { defaultMetricSpec, loadMetric, metricDrop } from "../runtime/quality/index.js";
 import { mean, quantile, timingOf } from "../runtime/stats.js";
 
 export const DEFAULT_BITS = [2, 3, 4, 5, 6, 8, 16] as const;
@@ -33,6 +42,8 @@ export const DEFAULT_BITS = [2, 3, 4, 5, 6, 8, 16] as const;
 export interface CompileOptions {
   out: string;
   calibration: Calibration;
+  /** The accuracy metric's spec (docs/metrics.md; default: top1 when labelled with classes, else agreement); admissibility is judged in its unit. */
+  metric?: string;
   bits?: readonly number[];
   maxAccuracyDrop?: number;
   /** "auto", or candidate cut indices (inner cuts; the input and output cuts are always added). */
@@ -53,6 +64,9 @@ export interface CompileResult {
   modelBytes: number;
 }
 
+/** Initializers smaller than this stay inline in each graph; larger ones live once in weights.bin. */
+export const WEIGHTS_THRESHOLD = 1024;
+/** Samples per onnxruntime call when the batch dim is symbolic. */
 const BATCH = 64;
 /** Cuts whose packed size is measured to pick the candidates (auto mode): the first samples. */
 const SELECTION_SAMPLES = 32;
@@ -72,24 +86,38 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   if (inputs.length !== 1) throw new UnsupportedError(`compile supports models with one input; "${model.source}" has ${inputs.length}`);
   const input = inputs[0]!;
   const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
-  if (perSample[0] !== 1 && typeof input.shape?.[0] === "number") {
-    throw new UsageError(`input "${input.name}" has a fixed batch of ${input.shape?.[0]}; export the model with a dynamic batch (or batch 1)`);
+  if (perSample.length === 0) throw new UnsupportedError(`input "${input.name}" of "${model.source}" is a scalar; compile needs a tensor input with a batch dim`);
+  const dynamic = (input.shape ?? []).map((d, i) => ({ d, i })).filter(({ d, i }) => i > 0 && typeof d !== "number");
+  if (dynamic.length) {
+    const dims = dynamic.map(({ d, i }) => `dim ${i}${d ? ` ("${d}")` : ""}`).join(", ");
+    throw new UsageError(`input "${input.name}" has dynamic ${dims}: compile profiles one fixed size; give it with --input-shape ${input.name}=${(input.shape ?? []).map((d, i) => (typeof d === "number" ? d : i === 0 ? 1 : "N")).join(",")}`);
+  }
+  if (perSample[0] !== 1) {
+    throw new UsageError(`input "${input.name}" has a fixed batch of ${perSample[0]}; dyno runs one input per inference: export the model with batch 1 or a dynamic batch`);
   }
   const cal = options.calibration;
   if (cal.count === 0) throw new UsageError("the calibration data is empty");
+  const run: RunShape = { inputName: input.name, perSample, batch: batchable(model, input.shape![0]!, a.cuts.cuts) ? BATCH : 1, outputs: g.outputs.map((v) => v.name) };
+  const ctx = { inputDims: perSample, outputs: run.outputs, labelled: cal.labels !== null, baseDir: process.cwd() };
+  const metric = await loadMetric(options.metric ?? defaultMetricSpec(ctx, cal.labels, g.outputs[0]?.shape), ctx);
 
-  // 1. Candidate cuts.
+  // 1. Candidate cuts: those whose tensors the kernels can pack (float32 activations).
   const all = a.cuts.cuts;
-  const inner = all.filter((c) => c.kind === "inner");
+  const unpackable = (c: CandidateCut) => c.tensors.find((t) => g.value(t).dtype !== DataType.FLOAT);
+  const skipped = all.filter((c) => c.kind === "inner" && unpackable(c));
+  if (skipped.length) log(`cuts ${skipped.map((c) => c.index).join(", ")} skipped: they carry non-float32 tensors (e.g. "${unpackable(skipped[0]!)}", ${dtypeName(g.value(unpackable(skipped[0]!)!).dtype ?? 0)}); dyno packs float32 activations`);
+  const inner = all.filter((c) => c.kind === "inner" && !unpackable(c));
   let chosen: CandidateCut[];
   if (options.cuts && options.cuts !== "auto") {
     chosen = options.cuts.map((i) => {
       const c = all[i];
       if (!c) throw new UsageError(`--cuts: cut ${i} does not exist; "${model.source}" has cuts 0..${all.length - 1} (dyno inspect shows them)`);
+      const bad = unpackable(c);
+      if (bad && c.kind === "inner") throw new UsageError(`--cuts: cut ${i} carries "${bad}" (${dtypeName(g.value(bad).dtype ?? 0)}); dyno packs float32 activations only`);
       return c;
     }).filter((c) => c.kind === "inner");
   } else {
-    chosen = await selectCuts(model, inner, cal, perSample);
+    chosen = await selectCuts(model, inner, cal, run);
   }
   chosen = [...new Set(chosen)].sort((x, y) => x.position - y.position);
   const cuts = [all[0]!, ...chosen, all[all.length - 1]!];
@@ -99,8 +127,11 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   rmSync(options.out, { recursive: true, force: true });
   mkdirSync(options.out, { recursive: true });
   const weightsPath = join(options.out, "weights.bin");
-  // Threshold 0: every initializer, however small, lives once in weights.bin, not in each graph.
-  const weights = writeWeights(g.initializers.values(), weightsPath, 0);
+  // Weights of 1 KiB or more live once in weights.bin; smaller tensors and every shape-like input
+  // (Reshape's shape, Slice's starts, ...) stay inline in each graph that reads them, because
+  // onnxruntime needs those inline and a 1 KiB copy costs less than an external reference.
+  const shapeLike = shapeLikeInitializers(g);
+  const weights = writeWeights([...g.initializers.values()].filter((t) => !shapeLike.has(t.name)), weightsPath, WEIGHTS_THRESHOLD);
   const segmentModels = partitionChain(model, chosen.map((c) => c.tensors));
   const segments = segmentModels.map((s, i) => {
     const file = `segment-${String(i).padStart(2, "0")}.onnx`;
@@ -132,8 +163,8 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
     { bits: "f16" as const, perChannel: false, shuffle: false, codec: "none" as const },
     { bits: "f32" as const, perChannel: false, shuffle: false, codec: "none" as const },
   ];
-  const reference = await referenceTop1(model, cal, perSample);
-  const float32Top1 = cal.labels ? accuracy(reference, cal.labels) : null;
+  const reference = await referenceOutputs(model, cal, run, metric);
+  const float32Value = metric.value(reference.stats, cal.count);
   const variants: Variant[] = [];
   const codecTimings: Record<string, { encode: Timing; decode: Timing }> = {};
   const totalSteps = cuts.reduce((s, c) => s + (c.kind === "output" ? 1 : codecs.length), 0);
@@ -145,9 +176,8 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
       const bytes = cut.bytes;
       variants.push({
         id, cut: cut.index, codec: { bits: "f32", perChannel: false, shuffle: false, lossless: "none" },
-        deviceGraph: null, cloudGraph: null,
         wire: { meanBytes: bytes, p95Bytes: bytes, maxBytes: bytes },
-        accuracy: { top1: float32Top1, agreement: 1, drop: 0 },
+        accuracy: { value: round(float32Value, 4), drop: 0 },
         admissible: true,
       });
       options.onProgress?.(++steps, totalSteps, `cut ${cut.index} device-only`);
@@ -156,25 +186,21 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
     const [device, cloud] = partition(model, cut.tensors);
     const deviceSession = cut.kind === "input" ? null : await openSession(serializeModel(device), { threads: cpus().length });
     const cloudSession = await openSession(serializeModel(cloud), { threads: cpus().length });
-    const activations = await runDevice(deviceSession, cut.tensors, input.name, cal, perSample);
+    const activations = await runDevice(deviceSession, cut.tensors, cal, run);
     for (const spec of codecs) {
       const id = variantId(cut.index, spec);
-      const r = await profileVariant(cloudSession, cut.tensors, activations, spec, cal.count);
-      const top1 = cal.labels ? accuracy(r.top1, cal.labels) : null;
-      const agreement = agreementOf(r.top1, reference);
-      const drop = top1 !== null && float32Top1 !== null ? 100 * (float32Top1 - top1) : 100 * (1 - agreement);
-      const devFile = `${id}.device.onnx`;
-      const cloudFile = `${id}.cloud.onnx`;
-      saveModelWithWeights(insertQuantizePack(device, cut.tensors, spec), join(options.out, devFile), weights);
-      saveModelWithWeights(insertUnpackDequantize(cloud, cut.tensors, spec), join(options.out, cloudFile), weights);
+      // The variant graphs must be buildable (ai.dyno nodes at this cut), though not stored.
+      insertQuantizePack(device, cut.tensors, spec);
+      insertUnpackDequantize(cloud, cut.tensors, spec);
+      const r = await profileVariant(cloudSession, cut.tensors, activations, spec, cal, run, metric, reference.refs);
+      const value = metric.value(r.stats, cal.count);
+      const drop = metricDrop(metric, float32Value, value);
       variants.push({
         id,
         cut: cut.index,
         codec: { bits: spec.bits as Bits, perChannel: spec.perChannel, shuffle: spec.shuffle, lossless: spec.codec },
-        deviceGraph: fileRef(options.out, devFile),
-        cloudGraph: fileRef(options.out, cloudFile),
         wire: r.wire,
-        accuracy: { top1, agreement, drop: round(drop, 4) },
+        accuracy: { value: round(value, 4), drop: round(drop, 4) },
         admissible: drop <= maxDrop + 1e-9,
       });
       codecTimings[id] = { encode: r.encode, decode: r.decode };
@@ -185,7 +211,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   }
 
   // 4. Latency profiles of the segments on this machine (device and cloud roles alike here).
-  const segmentTimes = await profileSegments(options.out, segments.map((s) => s.graph.file), input.name, cal, perSample, options.profileRuns ?? 10);
+  const segmentTimes = await profileSegments(options.out, segments.map((s) => s.graph.file), cal, run, options.profileRuns ?? 10);
   const machine = { platform: process.platform, arch: process.arch, cpu: cpus()[0]?.model?.trim() ?? "unknown", cores: cpus().length };
   const measuredAt = new Date().toISOString();
   const profiles: Profile[] = [
@@ -211,12 +237,19 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
     cuts: manifestCuts,
     variants,
     profiles,
-    calibration: { source: cal.source, samples: cal.count, labelled: cal.labels !== null, float32Top1, maxAccuracyDrop: maxDrop },
+    calibration: {
+      source: cal.source,
+      samples: cal.count,
+      labelled: cal.labels !== null,
+      metric: { name: metric.name, spec: metric.spec, unit: metric.unit, higherIsBetter: metric.higherIsBetter },
+      float32Value: round(float32Value, 4),
+      maxAccuracyDrop: maxDrop,
+    },
     preprocess: cal.preprocess,
   };
   parseManifest(JSON.parse(JSON.stringify(manifest)), "manifest.json (as written)");
   writeFileSync(join(options.out, "manifest.json"), JSON.stringify(manifest, null, 1) + "\n");
-  const bundleBytes = [manifest.weights, ...segments.map((s) => s.graph), ...variants.flatMap((v) => [v.deviceGraph, v.cloudGraph]).filter((f): f is FileRef => !!f)].reduce((s, f) => s + f.bytes, 0) + statSync(join(options.out, "manifest.json")).size;
+  const bundleBytes = [manifest.weights, ...segments.map((s) => s.graph)].reduce((s, f) => s + f.bytes, 0) + statSync(join(options.out, "manifest.json")).size;
   return { manifest, seconds: (performance.now() - t0) / 1000, bundleBytes, modelBytes: statSync(modelPath).size };
 }
 
@@ -244,22 +277,29 @@ function fileRef(dir: string, file: string): FileRef {
   return { file, bytes: statSync(path).size, sha256: sha256File(path) };
 }
 
-function argmax(logits: ArrayLike<number>, offset: number, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (logits[offset + i]! > logits[offset + best]!) best = i;
-  return best;
+/** How the model is fed: its input, the per-sample dims (batch 1) and samples per call. */
+interface RunShape {
+  inputName: string;
+  perSample: number[];
+  batch: number;
+  outputs: string[];
 }
 
-function accuracy(pred: Int32Array, labels: Uint8Array): number {
-  let ok = 0;
-  for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) ok++;
-  return ok / pred.length;
+/**
+ * Whether calibration may run many samples per call: the input's batch dim is symbolic and every
+ * candidate cut tensor and output carries that same symbol first. A model that reduces over the
+ * batch (a scalar feeding an If, say) or whose batch is fixed runs one sample at a time.
+ */
+function batchable(model: Model, batchDim: Dim, cuts: readonly CandidateCut[]): boolean {
+  if (typeof batchDim !== "string") return false;
+  const g = model.graph;
+  const names = new Set([...cuts.flatMap((c) => c.tensors), ...g.outputs.map((v) => v.name)]);
+  return [...names].every((n) => g.value(n).shape?.[0] === batchDim);
 }
 
-function agreementOf(a: Int32Array, b: Int32Array): number {
-  let ok = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] === b[i]) ok++;
-  return ok / a.length;
+/** Calls of at most `run.batch` samples covering [0, count): [start, n] pairs. */
+function* batches(count: number, run: RunShape): Generator<[number, number]> {
+  for (let start = 0; start < count; start += run.batch) yield [start, Math.min(run.batch, count - start)];
 }
 
 /** n samples of the model input as one batch tensor. */
@@ -267,35 +307,63 @@ function inputTensor(data: Float32Array, perSample: number[], n: number): ort.Te
   return new ort.Tensor("float32", data, [n, ...perSample.slice(1)]);
 }
 
-/** The float32 model's top-1 on every calibration sample. */
-async function referenceTop1(model: Model, cal: Calibration, perSample: number[]): Promise<Int32Array> {
-  const s = await openSession(serializeModel(model), { threads: cpus().length });
-  const out = new Int32Array(cal.count);
-  const name = model.graph.inputs.find((v) => !model.graph.isInitializer(v.name))!.name;
-  for (let start = 0; start < cal.count; start += BATCH) {
-    const n = Math.min(BATCH, cal.count - start);
-    const r = await s.run({ [name]: inputTensor(cal.batch(start, n), perSample, n) });
-    const logits = r[s.outputNames[0]!]!;
-    const classes = logits.dims[1]!;
-    for (let i = 0; i < n; i++) out[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
+/** Sample i of a batch's outputs, as float32 with batch dim 1 (what a metric scores). */
+function sampleOutputs(r: Record<string, ort.Tensor>, names: string[], i: number, n: number): SampleOutputs {
+  const out: SampleOutputs = {};
+  for (const name of names) {
+    const t = r[name]!;
+    const dims = t.dims as number[];
+    const per = dims.slice(1).reduce((a, b) => a * b, 1);
+    const all = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number | bigint>, Number);
+    if (n === 1) {
+      out[name] = { data: all, dims };
+      continue;
+    }
+    out[name] = { data: all.subarray(i * per, (i + 1) * per), dims: [1, ...dims.slice(1)] };
   }
-  await s.release();
   return out;
 }
 
+function labelOf(cal: Calibration, i: number): Label | null {
+  return cal.labels ? cal.labels[i]! : null;
+}
+
+/** The float32 model on every calibration sample: the metric's per-sample references and its summed stats. */
+async function referenceOutputs(model: Model, cal: Calibration, run: RunShape, metric: Metric): Promise<{ refs: unknown[]; stats: number[] }> {
+  const s = await openSession(serializeModel(model), { threads: cpus().length });
+  const refs: unknown[] = [];
+  const stats: number[] = [];
+  for (const [start, n] of batches(cal.count, run)) {
+    const r = await s.run({ [run.inputName]: inputTensor(cal.batch(start, n), run.perSample, n) });
+    for (let i = 0; i < n; i++) {
+      const outputs = sampleOutputs(r, run.outputs, i, n);
+      const ref = metric.reference(outputs, labelOf(cal, start + i));
+      refs.push(ref);
+      addInto(stats, metric.stats(outputs, ref, labelOf(cal, start + i)));
+    }
+  }
+  await s.release();
+  return { refs, stats };
+}
+
+function addInto(sum: number[], x: readonly number[]): void {
+  for (let k = 0; k < x.length; k++) sum[k] = (sum[k] ?? 0) + x[k]!;
+}
+
 /** Cut tensors for every calibration sample: per tensor, one Float32Array of all samples. */
-async function runDevice(session: ort.InferenceSession | null, tensors: string[], inputName: string, cal: Calibration, perSample: number[]): Promise<Map<string, { data: Float32Array; sample: number[] }>> {
+async function runDevice(session: ort.InferenceSession | null, tensors: string[], cal: Calibration, run: RunShape): Promise<Map<string, { data: Float32Array; sample: number[] }>> {
   const out = new Map<string, { data: Float32Array; sample: number[] }>();
-  for (let start = 0; start < cal.count; start += BATCH) {
-    const n = Math.min(BATCH, cal.count - start);
-    const x = cal.batch(start, n);
-    const r = session ? await session.run({ [inputName]: inputTensor(x, perSample, n) }, tensors) : { [inputName]: inputTensor(x, perSample, n) };
+  for (const [start, n] of batches(cal.count, run)) {
+    const x = inputTensor(cal.batch(start, n), run.perSample, n);
+    const r = session ? await session.run({ [run.inputName]: x }, tensors) : { [run.inputName]: x };
     for (const t of tensors) {
       const v = r[t]!;
       const dims = v.dims as number[];
-      const per = dims.slice(1).reduce((a, b) => a * b, 1);
+      // One sample per call: its dims as they are (a scalar stays a scalar); else batch first.
+      const sample = run.batch === 1 ? dims : [1, ...dims.slice(1)];
+      const per = sample.reduce((a, b) => a * b, 1);
       let slot = out.get(t);
-      if (!slot) out.set(t, (slot = { data: new Float32Array(per * cal.count), sample: [1, ...dims.slice(1)] }));
+      if (!slot) out.set(t, (slot = { data: new Float32Array(per * cal.count), sample }));
       slot.data.set(v.data as Float32Array, start * per);
     }
   }
@@ -303,21 +371,22 @@ async function runDevice(session: ort.InferenceSession | null, tensors: string[]
 }
 
 interface VariantProfile {
-  top1: Int32Array;
+  /** The metric's stats summed over the samples. */
+  stats: number[];
   wire: { meanBytes: number; p95Bytes: number; maxBytes: number };
   encode: Timing;
   decode: Timing;
 }
 
 /** Encodes each sample's cut tensors with the real kernels, decodes, finishes on the cloud part. */
-async function profileVariant(cloud: ort.InferenceSession, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: PackSpec, count: number): Promise<VariantProfile> {
+async function profileVariant(cloud: ort.InferenceSession, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: PackSpec, cal: Calibration, run: RunShape, metric: Metric, refs: unknown[]): Promise<VariantProfile> {
+  const count = cal.count;
   const bytes = new Float64Array(count);
   const enc = new Float64Array(count);
   const dec = new Float64Array(count);
-  const top1 = new Int32Array(count);
+  const stats: number[] = [];
   const opts = { bits: spec.bits === "f32" ? ("f32" as const) : spec.bits === "f16" ? ("f16" as const) : (spec.bits as 1), perChannel: spec.perChannel, shuffle: spec.shuffle, codec: spec.codec };
-  for (let start = 0; start < count; start += BATCH) {
-    const n = Math.min(BATCH, count - start);
+  for (const [start, n] of batches(count, run)) {
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of tensors) {
       const a = acts.get(t)!;
@@ -335,14 +404,12 @@ async function profileVariant(cloud: ort.InferenceSession, tensors: string[], ac
         enc[k] += t1 - t0;
         dec[k] += t2 - t1;
       }
-      feeds[t] = new ort.Tensor("float32", decoded, [n, ...a.sample.slice(1)]);
+      feeds[t] = new ort.Tensor("float32", decoded, n === 1 ? a.sample : [n, ...a.sample.slice(1)]);
     }
     const r = await cloud.run(feeds);
-    const logits = r[cloud.outputNames[0]!]!;
-    const classes = logits.dims[1]!;
-    for (let i = 0; i < n; i++) top1[start + i] = argmax(logits.data as Float32Array, i * classes, classes);
+    for (let i = 0; i < n; i++) addInto(stats, metric.stats(sampleOutputs(r, run.outputs, i, n), refs[start + i], labelOf(cal, start + i)));
   }
-  return { top1, wire: wireStats(bytes), encode: timingOf(enc), decode: timingOf(dec) };
+  return { stats, wire: wireStats(bytes), encode: timingOf(enc), decode: timingOf(dec) };
 }
 
 /** Payload bytes per input: mean (0.1 B), p95, max. */
@@ -356,38 +423,39 @@ function wireStats(bytes: Float64Array): { meanBytes: number; p95Bytes: number; 
  * calibration samples. Packed size, not float32 size, because what crosses is packed: a
  * post-ReLU tensor compresses far better than the pre-activation tensor of the same size.
  */
-async function selectCuts(model: Model, inner: CandidateCut[], cal: Calibration, perSample: number[]): Promise<CandidateCut[]> {
+async function selectCuts(model: Model, inner: CandidateCut[], cal: Calibration, run: RunShape): Promise<CandidateCut[]> {
   if (inner.length === 0) return [];
   const names = [...new Set(inner.flatMap((c) => c.tensors))];
   const probe = model.clone();
   for (const name of names) if (!probe.graph.outputs.some((v) => v.name === name)) probe.graph.outputs.push(probe.graph.value(name));
   for (const v of probe.graph.outputs) v.decl = { ...(v.decl ?? {}), type: undefined };
   const s = await openSession(serializeModel(probe), { threads: cpus().length });
-  const inputName = model.graph.inputs.find((v) => !model.graph.isInitializer(v.name))!.name;
-  const n = Math.min(SELECTION_SAMPLES, cal.count);
-  const x = cal.batch(0, n);
-  const r = await s.run({ [inputName]: inputTensor(x, perSample, n) }, names);
-  await s.release();
-  const packed = new Map<string, number>();
-  for (const name of names) {
-    const t = r[name]!;
-    const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
-    let total = 0;
-    for (let i = 0; i < n; i++) total += encode((t.data as Float32Array).subarray(i * per, (i + 1) * per), [1, ...(t.dims.slice(1) as number[])], { bits: 8 }).length;
-    packed.set(name, total / n);
+  const count = Math.min(SELECTION_SAMPLES, cal.count);
+  const packed = new Map<string, number>(names.map((name) => [name, 0]));
+  for (const [start, n] of batches(count, run)) {
+    const r = await s.run({ [run.inputName]: inputTensor(cal.batch(start, n), run.perSample, n) }, names);
+    for (const name of names) {
+      const t = r[name]!;
+      const sample = run.batch === 1 ? (t.dims as number[]) : [1, ...(t.dims.slice(1) as number[])];
+      const per = sample.reduce((a, b) => a * b, 1);
+      let total = 0;
+      for (let i = 0; i < n; i++) total += encode((t.data as Float32Array).subarray(i * per, (i + 1) * per), sample, { bits: 8 }).length;
+      packed.set(name, packed.get(name)! + total / count);
+    }
   }
+  await s.release();
   const size = (c: CandidateCut) => c.tensors.reduce((s2, t) => s2 + packed.get(t)!, 0);
   return inner.filter((c) => !inner.some((o) => o !== c && size(o) <= size(c) && o.deviceMacs <= c.deviceMacs && (size(o) < size(c) || o.deviceMacs < c.deviceMacs)));
 }
 
 /** Mean and p95 per segment, run in chain order on calibration samples, one thread. */
-async function profileSegments(dir: string, files: string[], inputName: string, cal: Calibration, perSample: number[], runs: number): Promise<Timing[]> {
+async function profileSegments(dir: string, files: string[], cal: Calibration, run: RunShape, runs: number): Promise<Timing[]> {
   const sessions: ort.InferenceSession[] = [];
   for (const f of files) sessions.push(await openSession(join(dir, f), { threads: 1, optimize: true }));
   const times: number[][] = files.map(() => []);
   for (let r = -2; r < runs; r++) {
     const k = ((r + 2) * 7) % cal.count;
-    const pool: Record<string, ort.Tensor> = { [inputName]: inputTensor(cal.batch(k, 1), perSample, 1) };
+    const pool: Record<string, ort.Tensor> = { [run.inputName]: inputTensor(cal.batch(k, 1), run.perSample, 1) };
     for (const [i, s] of sessions.entries()) {
       const feeds = Object.fromEntries(s.inputNames.map((n) => [n, pool[n]!]));
       const t0 = performance.now();

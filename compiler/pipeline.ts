@@ -8,6 +8,7 @@ import { observeShapes } from "./onnx/ort-shapes.js";
 import { computeCosts, type CostFacts } from "./passes/costs.js";
 import { findCuts, type CutFacts } from "./passes/find-cuts.js";
 import { inferShapes, isKnown } from "./passes/infer-shapes.js";
+import { liftConstants } from "./passes/lift-constants.js";
 
 export interface Analysis {
   model: Model;
@@ -34,11 +35,12 @@ export function runPass<T extends { model: Model } | Model>(name: string, before
   return out;
 }
 
-/** load -> infer-shapes (-> onnxruntime for what no rule covers) -> costs -> find-cuts. */
+/** load -> lift-constants -> infer-shapes (-> onnxruntime for what no rule covers) -> costs -> find-cuts. */
 export async function analyzeModel(pathOrModel: string | Model, options: { inputShapes?: Record<string, Dim[]>; observe?: boolean } = {}): Promise<Analysis> {
   const loaded = typeof pathOrModel === "string" ? loadModel(pathOrModel) : pathOrModel;
   const done: string[] = ["load"];
-  const facts = runPass("infer-shapes", done, loaded, (m) => inferShapes(m, { inputShapes: options.inputShapes }));
+  const normalised = runPass("lift-constants", done, loaded, liftConstants);
+  const facts = runPass("infer-shapes", done, normalised, (m) => inferShapes(m, { inputShapes: options.inputShapes }));
   let observed: string[] = [];
   if (facts.unknown.length && options.observe !== false) {
     const seen = await observeShapes(facts.model, facts.unknown);

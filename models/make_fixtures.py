@@ -383,7 +383,7 @@ def make_external(src_onnx, out_dir):
     onnx.checker.check_model(os.path.join(out_dir, "model.onnx"))
 
 
-def export_torchvision(names, out_dir):
+def export_torchvision(names, out_dir, fixed_batch=False):
     import onnx
     import torchvision.models as tvm
     os.makedirs(out_dir, exist_ok=True)
@@ -400,7 +400,7 @@ def export_torchvision(names, out_dir):
         t0 = time.time()
         torch.onnx.export(model, torch.zeros(1, 3, size, size), path, input_names=["input"],
                           output_names=["logits"], opset_version=17, do_constant_folding=True,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                          dynamic_axes=None if fixed_batch else {"input": {0: "batch"}, "logits": {0: "batch"}})
         onnx.checker.check_model(path)  # path form: works for > 2 GB too
         m = onnx.load(path, load_external_data=False)
         print(f"{name}: {path} {os.path.getsize(path)} bytes, checker ok, "
@@ -437,6 +437,8 @@ def main():
     ap.add_argument("--out", default=HERE, help="output folder (default: models/)")
     ap.add_argument("--torchvision", default="",
                     help="export these torchvision architectures (random weights) instead")
+    ap.add_argument("--fixed-batch", action="store_true",
+                    help="with --torchvision: export with a fixed batch of 1 (torch.onnx.export's default)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--no-external", action="store_true",
                     help="do not rewrite test/data/external/")
@@ -445,7 +447,7 @@ def main():
     torch.set_num_threads(args.threads)
     seed_all(SEED)
     if args.torchvision:
-        export_torchvision([n for n in args.torchvision.split(",") if n], args.out)
+        export_torchvision([n for n in args.torchvision.split(",") if n], args.out, args.fixed_batch)
         return
 
     names = [n for n in args.only.split(",") if n] or FAMILIES

@@ -29,7 +29,7 @@ export function openBundle(dir: string, options: { checksums?: boolean } = {}): 
     throw new BundleError(`"${manifestPath}" is not valid JSON: ${(e as Error).message}`);
   }
   const manifest = parseManifest(json, manifestPath);
-  const files: FileRef[] = [manifest.weights, ...manifest.segments.map((s) => s.graph), ...manifest.variants.flatMap((v) => [v.deviceGraph, v.cloudGraph]).filter((f): f is FileRef => f !== null)];
+  const files: FileRef[] = [manifest.weights, ...manifest.segments.map((s) => s.graph)];
   for (const f of files) {
     const path = join(root, f.file);
     if (!existsSync(path)) throw new BundleError(`bundle "${dir}": file "${f.file}" listed in the manifest is missing`);

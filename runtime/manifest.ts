@@ -5,7 +5,8 @@ import { z } from "zod";
 import { DynoError } from "../compiler/errors.js";
 
 export const MANIFEST_FORMAT = "dyno-bundle";
-export const MANIFEST_VERSION = 1;
+/** 2: variant graphs are assembled from the segments on demand (no per-variant files); accuracy in any metric. */
+export const MANIFEST_VERSION = 2;
 
 const Dim = z.union([z.number().int().nonnegative(), z.string(), z.null()]);
 
@@ -69,17 +70,12 @@ export const Variant = z.object({
   id: z.string().regex(/^[\w.-]+$/),
   cut: z.number().int().nonnegative(),
   codec: CodecSpec,
-  /** The variant's graphs with ai.dyno QuantizePack / UnpackDequantize nodes (self-describing). */
-  deviceGraph: FileRef.nullable(),
-  cloudGraph: FileRef.nullable(),
   /** Measured over the calibration data: payload bytes per input on the wire. */
   wire: z.object({ meanBytes: z.number().nonnegative(), p95Bytes: z.number().nonnegative(), maxBytes: z.number().nonnegative() }),
   accuracy: z.object({
-    /** Top-1 on labelled calibration data, or null when unlabelled. */
-    top1: z.number().min(0).max(1).nullable(),
-    /** Agreement with the float32 model's top-1. */
-    agreement: z.number().min(0).max(1),
-    /** Percentage points lost against float32 (top-1 if labelled, else 100 * (1 - agreement)). */
+    /** The calibration metric's value for this variant, in the metric's unit (calibration.metric). */
+    value: z.number(),
+    /** How much worse than float32, in the metric's unit (positive = worse, whichever way the metric points). */
     drop: z.number(),
   }),
   /** Within the compile's --max-accuracy-drop: the scheduler offers only admissible variants. */
@@ -125,12 +121,26 @@ export const Manifest = z.object({
     source: z.string(),
     samples: z.number().int().nonnegative(),
     labelled: z.boolean(),
-    /** The float32 model's top-1 on the calibration data (labelled) or null. */
-    float32Top1: z.number().min(0).max(1).nullable(),
+    /** The accuracy metric every variant was profiled with (docs/metrics.md); `spec` makes it again. */
+    metric: z.object({ name: z.string(), spec: z.string(), unit: z.string(), higherIsBetter: z.boolean() }),
+    /** The float32 model's value of the metric on the calibration data (against labels, or itself: perfect). */
+    float32Value: z.number(),
+    /** Admissible variants drop at most this much, in the metric's unit. */
     maxAccuracyDrop: z.number().nonnegative(),
   }),
-  /** Input preprocessing of the calibration data, when known: x = (pixel * scale - mean) / std. */
-  preprocess: z.object({ scale: z.number(), mean: z.array(z.number()), std: z.array(z.number()) }).nullable(),
+  /**
+   * Input preprocessing of the calibration images, when known: x = (pixel * scale - mean[c]) / std[c]
+   * per model channel c, laid out as `layout`, channels in `channelOrder`, resized by `resize`.
+   * Old manifests lack the last three: layout is then inferred from the input dims.
+   */
+  preprocess: z.object({
+    scale: z.number(),
+    mean: z.array(z.number()),
+    std: z.array(z.number()),
+    layout: z.enum(["nchw", "nhwc"]).optional(),
+    channelOrder: z.enum(["rgb", "bgr"]).default("rgb"),
+    resize: z.enum(["stretch", "pad"]).default("stretch"),
+  }).nullable(),
 });
 export type Manifest = z.infer<typeof Manifest>;
 
@@ -147,7 +157,7 @@ export function parseManifest(json: unknown, source = "manifest.json"): Manifest
   }
   if (head.version !== MANIFEST_VERSION) {
     const newer = typeof head.version === "number" && head.version > MANIFEST_VERSION;
-    throw new ManifestError(`"${source}" has manifest version ${JSON.stringify(head.version)}; this dyno reads version ${MANIFEST_VERSION}${newer ? " (upgrade dyno)" : ""}`);
+    throw new ManifestError(`"${source}" has manifest version ${JSON.stringify(head.version)}; this dyno reads version ${MANIFEST_VERSION}${newer ? " (upgrade dyno)" : " (compile it again with this dyno)"}`);
   }
   const r = Manifest.safeParse(json);
   if (!r.success) {

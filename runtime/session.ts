@@ -19,7 +19,8 @@ export async function openSession(model: string | Uint8Array, options: SessionOp
     graphOptimizationLevel: options.optimize ? "all" : "disabled",
     intraOpNumThreads: options.threads ?? 1,
     interOpNumThreads: 1,
-    logSeverityLevel: 3,
+    // Fatal only: failures reach the user as one `dyno:` line from the exception, not as ORT log lines.
+    logSeverityLevel: 4,
   };
   try {
     sessionsOpened++;

@@ -1,8 +1,10 @@
 // `dyno verify BUNDLE`: every variant against the float32 model. The reference is the segment
 // chain run end to end (bit-identical to the model, see test/partition.test.ts). Float32
 // variants must be exact; quantised ones must decode every cut value within half a quantisation
-// step (the kernels' promise, docs/kernels.md); float16 within float16 rounding; and the
-// accuracy table must be reproduced on the calibration data through this runtime.
+// step (the kernels' promise, docs/kernels.md); float16 within float16 rounding; the variant
+// graphs assembled from the segments (what `dyno export-variant` writes) must compute what the
+// executor computes; and the accuracy table must be reproduced, in the manifest's metric, on
+// the calibration data through this runtime.
 import ort from "onnxruntime-node";
 import type { Bundle } from "./bundle.js";
 import type { Calibration } from "./calibration.js";
@@ -12,26 +14,29 @@ import type { Variant } from "./manifest.js";
 import { randomFloats } from "./random.js";
 import { maxAbsDiff } from "./session.js";
 import { DynoGraphRunner } from "./graph-runner.js";
-import { loadModel } from "../compiler/onnx/import.js";
 import { payloadName } from "../compiler/passes/insert-pack.js";
+import type { Model } from "../compiler/ir/graph.js";
+import { loadMetric } from "./quality/index.js";
+import type { Label, Metric, SampleOutputs } from "./quality/types.js";
+import { bundleModel, variantGraphs } from "./variant-graphs.js";
 
 export interface VariantCheck {
   id: string;
-  /** The variant's own graph files (ai.dyno nodes included) give the executor's bytes and outputs. */
+  /** The variant's own graphs (ai.dyno nodes included, assembled from the segments) give the executor's bytes and outputs. */
   graphsMatch: boolean | null;
   /** Largest |output - reference| on the seeded input. */
   outputDiff: number;
   /** Largest |decoded - original| at the cut, relative to the bound (<= 1 passes). */
   cutBoundRatio: number;
-  top1: number | null;
-  manifestTop1: number | null;
-  agreement: number | null;
+  /** The metric's value on the calibration data through this runtime (null: no data). */
+  value: number | null;
+  manifestValue: number;
   ok: boolean;
   problem?: string;
 }
 
-/** Accuracy reproduced within this many percentage points (one sample in 400 may flip on a tie). */
-export const ACCURACY_TOLERANCE_PP = 0.25;
+/** Accuracy reproduced within this much, in the metric's unit (one sample in 400 may flip on a tie). */
+export const ACCURACY_TOLERANCE = 0.25;
 
 export async function verifyBundle(bundle: Bundle, calibration: Calibration | null, seed = 1): Promise<VariantCheck[]> {
   const exec = await Executor.open(bundle);
@@ -40,28 +45,26 @@ export async function verifyBundle(bundle: Bundle, calibration: Calibration | nu
   const dims = spec.shape.map((d) => (typeof d === "number" ? d : 1));
   const x = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), seed), dims);
   const reference = await runAll(exec, x);
-  const references = calibration ? await referenceTop1(exec, calibration) : null;
+  const mm = m.calibration.metric;
+  const metric = calibration ? await loadMetric(mm.spec, { inputDims: dims, outputs: m.model.outputs.map((o) => o.name), labelled: calibration.labels !== null, baseDir: process.cwd() }) : null;
+  const references = calibration && metric ? await metricReferences(exec, calibration, metric) : null;
   const plain = await Executor.open(bundle, { optimize: false });
+  const model = bundleModel(bundle);
   const checks: VariantCheck[] = [];
   for (const v of m.variants) {
     const out = await runVariant(exec, v, x);
     const outputDiff = Math.max(...m.model.outputs.map((o) => maxAbsDiff(reference.outputs[o.name]!, out.outputs[o.name]!)));
     const cutBoundRatio = out.payloads ? cutBound(v, out.payloads, reference.pool) : 0;
-    let top1: number | null = null;
-    let agreement: number | null = null;
-    if (calibration && references) ({ top1, agreement } = await accuracyOf(exec, v, calibration, references));
-    const manifestTop1 = v.accuracy.top1;
-    const graphsMatch = await graphsAgree(bundle, plain, v, x);
+    const value = calibration && metric && references ? await metricValue(exec, v, calibration, metric, references) : null;
+    const graphsMatch = await graphsAgree(bundle, model, plain, v, x);
     let problem: string | undefined;
-    if (graphsMatch === false) problem = `its graph files (${v.deviceGraph?.file}, ${v.cloudGraph?.file}) do not compute what the executor computes`;
+    if (graphsMatch === false) problem = "its graphs (assembled from the segments, as dyno export-variant writes them) do not compute what the executor computes";
     else if (v.codec.bits === "f32" && outputDiff !== 0) problem = `float32 variant differs from the model by ${outputDiff}`;
     else if (cutBoundRatio > 1) problem = `decoded cut values exceed the kernel bound (x${cutBoundRatio.toFixed(3)})`;
-    else if (top1 !== null && manifestTop1 !== null && Math.abs(top1 - manifestTop1) * 100 > ACCURACY_TOLERANCE_PP) {
-      problem = `top-1 ${(100 * top1).toFixed(2)}% differs from the manifest's ${(100 * manifestTop1).toFixed(2)}%`;
-    } else if (agreement !== null && top1 === null && Math.abs(agreement - v.accuracy.agreement) * 100 > ACCURACY_TOLERANCE_PP) {
-      problem = `agreement ${(100 * agreement).toFixed(2)}% differs from the manifest's ${(100 * v.accuracy.agreement).toFixed(2)}%`;
+    else if (value !== null && Math.abs(value - v.accuracy.value) > ACCURACY_TOLERANCE) {
+      problem = `${mm.name} ${value.toFixed(2)} ${mm.unit} differs from the manifest's ${v.accuracy.value.toFixed(2)}`;
     }
-    checks.push({ id: v.id, graphsMatch, outputDiff, cutBoundRatio, top1, manifestTop1, agreement, ok: !problem, problem });
+    checks.push({ id: v.id, graphsMatch, outputDiff, cutBoundRatio, value, manifestValue: v.accuracy.value, ok: !problem, problem });
   }
   await exec.release();
   await plain.release();
@@ -125,41 +128,46 @@ function sampleInput(exec: Executor, cal: Calibration, i: number): ort.Tensor {
   return new ort.Tensor("float32", cal.batch(i, 1), dims);
 }
 
-/** The float32 chain's top-1 per calibration sample. */
-async function referenceTop1(exec: Executor, cal: Calibration): Promise<Int32Array> {
-  const outName = exec.manifest.model.outputs[0]!.name;
-  const out = new Int32Array(cal.count);
-  for (let i = 0; i < cal.count; i++) out[i] = argmax((await runAll(exec, sampleInput(exec, cal, i))).outputs[outName]!.data as Float32Array);
+function sampleOutputs(exec: Executor, r: Record<string, ort.Tensor>): SampleOutputs {
+  const out: SampleOutputs = {};
+  for (const o of exec.manifest.model.outputs) {
+    const t = r[o.name]!;
+    out[o.name] = { data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number | bigint>, Number), dims: t.dims };
+  }
   return out;
 }
 
-/** One inference per sample through the runtime path (device part, kernels, cloud part). */
-async function accuracyOf(exec: Executor, v: Variant, cal: Calibration, reference: Int32Array): Promise<{ top1: number | null; agreement: number }> {
-  const outName = exec.manifest.model.outputs[0]!.name;
-  let correct = 0;
-  let agree = 0;
-  for (let i = 0; i < cal.count; i++) {
-    const got = argmax((await runVariant(exec, v, sampleInput(exec, cal, i))).outputs[outName]!.data as Float32Array);
-    if (cal.labels && got === cal.labels[i]) correct++;
-    if (reference[i] === got) agree++;
-  }
-  return { top1: cal.labels ? correct / cal.count : null, agreement: agree / cal.count };
+function labelOf(cal: Calibration, i: number): Label | null {
+  return cal.labels ? cal.labels[i]! : null;
 }
 
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
+/** The metric's reference of the float32 chain's outputs, per calibration sample. */
+async function metricReferences(exec: Executor, cal: Calibration, metric: Metric): Promise<unknown[]> {
+  const refs: unknown[] = [];
+  for (let i = 0; i < cal.count; i++) refs.push(metric.reference(sampleOutputs(exec, (await runAll(exec, sampleInput(exec, cal, i))).outputs), labelOf(cal, i)));
+  return refs;
+}
+
+/** The metric over the calibration data, one inference per sample through the runtime path (device part, kernels, cloud part). */
+async function metricValue(exec: Executor, v: Variant, cal: Calibration, metric: Metric, refs: unknown[]): Promise<number> {
+  const sum: number[] = [];
+  for (let i = 0; i < cal.count; i++) {
+    const stats = metric.stats(sampleOutputs(exec, (await runVariant(exec, v, sampleInput(exec, cal, i))).outputs), refs[i], labelOf(cal, i));
+    stats.forEach((x, k) => (sum[k] = (sum[k] ?? 0) + x));
+  }
+  return metric.value(sum, cal.count);
 }
 
 /**
- * Runs the variant's device and cloud graph files with the ai.dyno graph runner and the executor
- * on the same input, both without graph optimisations: payload bytes and outputs must be equal.
+ * Runs the variant's device and cloud graphs (assembled from the segments) with the ai.dyno graph
+ * runner and the executor on the same input, both without graph optimisations: payload bytes and
+ * outputs must be equal.
  */
-async function graphsAgree(bundle: Bundle, exec: Executor, v: Variant, x: ort.Tensor): Promise<boolean | null> {
-  if (!v.deviceGraph || !v.cloudGraph) return null;
-  const device = await DynoGraphRunner.open(loadModel(bundle.path(v.deviceGraph)), { optimize: false });
-  const cloud = await DynoGraphRunner.open(loadModel(bundle.path(v.cloudGraph)), { optimize: false });
+async function graphsAgree(bundle: Bundle, model: Model, exec: Executor, v: Variant, x: ort.Tensor): Promise<boolean | null> {
+  const graphs = variantGraphs(bundle, v, model);
+  if (!graphs.device || !graphs.cloud) return null;
+  const device = await DynoGraphRunner.open(graphs.device, { optimize: false });
+  const cloud = await DynoGraphRunner.open(graphs.cloud, { optimize: false });
   try {
     const d = await exec.device(v.id, x);
     if (d.kind !== "split") return false;

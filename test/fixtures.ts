@@ -73,7 +73,7 @@ export async function compileTestBundle(modelPath: string, out: string, options:
   const a = await analyzeModel(modelPath);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
   const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
-  const calibration = loadCalibration(modelPath, undefined, undefined, perSample, options.samples ?? 64);
+  const calibration = await loadCalibration(modelPath, { inputDims: perSample, samples: options.samples ?? 64 });
   const result = await compile(a, modelPath, {
     out,
     calibration,

@@ -46,10 +46,8 @@ export function makeManifest(spec: ManifestSpec): Manifest {
   const variants = spec.variants.map((v) => ({
     id: variantId(v), cut: v.k,
     codec: { bits: v.bits, perChannel: false, shuffle: false, lossless: v.lossless ?? "none" },
-    deviceGraph: v.k > 0 ? file(`${variantId(v)}.device.onnx`) : null,
-    cloudGraph: v.k < n ? file(`${variantId(v)}.cloud.onnx`) : null,
     wire: { meanBytes: v.bytes, p95Bytes: v.bytes, maxBytes: v.bytes },
-    accuracy: { top1: null, agreement: 1 - (v.drop ?? 0) / 100, drop: v.drop ?? 0 },
+    accuracy: { value: 100 - (v.drop ?? 0), drop: v.drop ?? 0 },
     admissible: v.admissible ?? true,
   }));
   const timing = (ms: number) => ({ meanMs: ms, p95Ms: ms, runs: 10 });
@@ -59,12 +57,12 @@ export function makeManifest(spec: ManifestSpec): Manifest {
   if (!spec.noDeviceProfile) profiles.push({ role: "device", backend: "test-device", machine, measuredAt: "2026-01-01T00:00:00Z", segments: spec.deviceMs.map(timing), codec: codec((v) => v.encodeMs) });
   if (spec.cloudMs) profiles.push({ role: "cloud", backend: "test-cloud", machine, measuredAt: "2026-01-01T00:00:00Z", segments: spec.cloudMs.map(timing), codec: codec((v) => v.decodeMs) });
   return parseManifest({
-    format: "dyno-bundle", version: 1, dyno: "0.1.0",
+    format: "dyno-bundle", version: 2, dyno: "0.1.0",
     model: { name: "synthetic", sha256: SHA, inputs: [tensor("input", spec.cutBytes[0]!)], outputs: [tensor("output", spec.cutBytes[n]!)], totalMacs: n * 1e6, parameterBytes: 0, opsets: [{ domain: "", version: 17 }] },
     weights: file("weights.bin"),
     segments: spec.deviceMs.map((_, i) => ({ index: i, graph: file(`segment${i}.onnx`), inputs: [`t${i}`], outputs: [`t${i + 1}`], macs: 1e6 * (i + 1), parameterBytes: 0 })),
     cuts, variants, profiles,
-    calibration: { source: "synthetic", samples: 0, labelled: false, float32Top1: null, maxAccuracyDrop: 3 },
+    calibration: { source: "synthetic", samples: 0, labelled: false, metric: { name: "agreement", spec: "agreement", unit: "% agreement", higherIsBetter: true }, float32Value: 100, maxAccuracyDrop: 3 },
     preprocess: null,
   }, "synthetic manifest");
 }

@@ -49,7 +49,7 @@ s.before(async () => {
   const a = await analyzeModel(fx.path);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
   const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
-  const calibration = loadCalibration(fx.path, undefined, undefined, perSample, 16);
+  const calibration = await loadCalibration(fx.path, { inputDims: perSample, samples: 16 });
   await compile(a, fx.path, { out: bundleDir, calibration, bits: [4, 8], maxAccuracyDrop: 1, profileRuns: 1, dynoVersion: "test" });
   bundle = openBundle(bundleDir);
   local = await Executor.open(bundle);

@@ -15,12 +15,21 @@ export const compileCommand: Command = {
   usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop PP] [--cuts auto|I,J,K]",
   help: [
     "  -o, --out BUNDLE            output directory (replaced)",
-    "  --calib [INPUT=]DATA        calibration images (DYNOIMG1 .bin, labelled), or random:N (unlabelled);",
+    "  --calib [INPUT=]DATA        calibration data: a folder of JPEG/PNG/WebP images, a .npy array [N,...],",
+    "                              a DYNOIMG1 .bin (labelled), or random:N (unlabelled);",
     "                              default: the dataset of models/fixtures.json when MODEL is a fixture",
     "  --calib-samples N           use the first N calibration samples (default: all)",
-    "  --preprocess S,M,D          x = (pixel * S - M) / D for --calib images (default from fixtures.json, else 1/255,0,1)",
+    "  --preprocess S,M,D          x = (pixel * S - M) / D for --calib images, M and D per channel as M1:M2:M3",
+    "                              (default from fixtures.json, else 1/255,0,1)",
+    "  --labels FILE               labels of the --calib images (path<TAB>label lines) or .npy (one per line):",
+    "                              a class index, a text, or PaddleOCR boxes [{\"transcription\",\"points\"}]",
+    "  --layout nchw|nhwc          the image layout of the input (default: from its dims)",
+    "  --channel-order rgb|bgr     channel order of the input (default rgb; PaddleOCR models: bgr)",
+    "  --resize stretch|pad        stretch to H x W (default), or keep the aspect at height H and pad right with 0",
     "  --bits LIST                 quantised widths to profile (1..8, 16; default 2,3,4,5,6,8,16); float16 and float32 always",
-    "  --max-accuracy-drop PP      admissible variants lose at most PP percentage points of top-1 (default 1)",
+    "  --metric NAME[:K=V,..]|F.js accuracy metric: top1, agreement, ctc, map-iou, box-f1, cosine, or a",
+    "                              module (docs/metrics.md); default top1 when labelled with classes, else agreement",
+    "  --max-accuracy-drop D       admissible variants lose at most D in the metric's unit (default 1)",
     "  --cuts auto|I,J,K           candidate cuts (auto: those not dominated in packed bytes and device MACs)",
     "  --per-channel               quantisation ranges per channel (axis 1) instead of per tensor",
     "  --profile-runs N            timed runs per segment for the latency profile (default 10)",
@@ -31,8 +40,13 @@ export const compileCommand: Command = {
     calib: { type: "string" },
     "calib-samples": { type: "string" },
     preprocess: { type: "string" },
+    labels: { type: "string" },
+    layout: { type: "string" },
+    "channel-order": { type: "string" },
+    resize: { type: "string" },
     bits: { type: "string" },
     "max-accuracy-drop": { type: "string" },
+    metric: { type: "string" },
     cuts: { type: "string" },
     "per-channel": { type: "boolean" },
     "profile-runs": { type: "string" },
@@ -50,7 +64,17 @@ export const compileCommand: Command = {
     const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
     const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
     const samples = values["calib-samples"] === undefined ? undefined : parseNumber("--calib-samples", values["calib-samples"] as string);
-    const calibration = loadCalibration(modelPath, values.calib as string | undefined, values.preprocess as string | undefined, perSample, samples, input.name);
+    const calibration = await loadCalibration(modelPath, {
+      calib: values.calib as string | undefined,
+      labels: values.labels as string | undefined,
+      preprocess: values.preprocess as string | undefined,
+      layout: values.layout as string | undefined,
+      channelOrder: values["channel-order"] as string | undefined,
+      resize: values.resize as string | undefined,
+      samples,
+      inputName: input.name,
+      inputDims: perSample,
+    });
 
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ format: "profiling {bar} {percentage}% | {value}/{total} | ETA {eta_formatted} | {label}", hideCursor: true }, cliProgress.Presets.shades_classic)
@@ -63,6 +87,7 @@ export const compileCommand: Command = {
       calibration,
       bits,
       maxAccuracyDrop: maxDrop,
+      metric: values.metric as string | undefined,
       cuts,
       perChannel: !!values["per-channel"],
       profileRuns: values["profile-runs"] === undefined ? undefined : parseNumber("--profile-runs", values["profile-runs"] as string),
@@ -84,8 +109,9 @@ export const compileCommand: Command = {
     });
     const m = result.manifest;
     const admissible = m.variants.filter((v) => v.admissible);
-    console.log(`bundle ${out}: ${m.cuts.length} cuts, ${m.variants.length} variants (${admissible.length} admissible within ${maxDrop} pp), ${m.segments.length} segments`);
-    console.log(`size ${humanBytes(result.bundleBytes)} (model ${humanBytes(result.modelBytes)}, ${(result.bundleBytes / result.modelBytes).toFixed(2)}x); calibration ${m.calibration.samples} samples of ${m.calibration.source}${m.calibration.float32Top1 !== null ? `, float32 top-1 ${(100 * m.calibration.float32Top1).toFixed(2)}%` : ""}; ${result.seconds.toFixed(1)} s`);
+    const mc = m.calibration;
+    console.log(`bundle ${out}: ${m.cuts.length} cuts, ${m.variants.length} variants (${admissible.length} admissible within ${maxDrop} ${mc.metric.unit}), ${m.segments.length} segments`);
+    console.log(`size ${humanBytes(result.bundleBytes)} (model ${humanBytes(result.modelBytes)}, ${(result.bundleBytes / result.modelBytes).toFixed(2)}x); calibration ${mc.samples} samples of ${mc.source}${mc.labelled ? " (labelled)" : ""}; metric ${mc.metric.spec}: float32 ${mc.float32Value.toFixed(2)} ${mc.metric.unit}; ${result.seconds.toFixed(1)} s`);
     for (const c of m.cuts) {
       const vs = m.variants.filter((v) => v.cut === c.id && v.admissible && typeof v.codec.bits === "number");
       const min = vs.length ? Math.min(...vs.map((v) => v.codec.bits as number)) : null;

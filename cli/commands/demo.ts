@@ -42,9 +42,9 @@ export const demo: Command = {
     const { bundle } = await cachedBundle(fx, values.bundle as string | undefined);
     const m = bundle.manifest;
     const perSample = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
-    const data = loadCalibration(modelPath, undefined, undefined, perSample, undefined);
+    const data = await loadCalibration(modelPath, { inputDims: perSample });
     const input = (i: number) => data.batch(i % data.count, 1);
-    const label = (i: number) => data.labels![i % data.count]!;
+    const label = (i: number) => data.labels![i % data.count] as number;
 
     // 2. Cloud, link, device.
     const server = await startServer({ bundle, port: 0 });

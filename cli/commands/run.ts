@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { UsageError } from "../../compiler/errors.js";
 import { openBundle } from "../../runtime/bundle.js";
-import { bundleCalibration, loadCalibration, type Calibration } from "../../runtime/calibration.js";
+import { bundleCalibration, loadCalibration, preprocessOptions, type Calibration } from "../../runtime/calibration.js";
 import { createDevice } from "../../runtime/device.js";
 import { parseLinkSpec, startLink, type Link } from "../../runtime/link.js";
 import { runStream, summarise, type RunSummary } from "../../runtime/run.js";
@@ -67,7 +67,7 @@ export const run: Command = {
     const bundle = openBundle(positionals[0]!);
     const m = bundle.manifest;
     const token = values["token-file"] ? readFileSync(values["token-file"] as string, "utf8").trim() : undefined;
-    const cal = inputsFor(m, values.inputs as string | undefined);
+    const cal = await inputsFor(m, values.inputs as string | undefined);
     const count = Math.min(num("count") ?? Math.min(cal.count, 200), 1e6);
 
     let link: Link | null = null;
@@ -97,7 +97,10 @@ export const run: Command = {
     let summary: RunSummary;
     try {
       const input = (i: number) => cal.batch(i % cal.count, 1);
-      const label = (i: number) => (cal.labels ? cal.labels[i % cal.count]! : null);
+      const label = (i: number) => {
+        const l = cal.labels?.[i % cal.count];
+        return typeof l === "number" ? l : null;
+      };
       if (values["no-pipeline"]) {
         const results = [];
         const t0 = performance.now();
@@ -126,13 +129,10 @@ export const run: Command = {
   },
 };
 
-function inputsFor(m: ReturnType<typeof openBundle>["manifest"], inputs: string | undefined): Calibration {
-  const perSample = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
-  if (inputs) {
-    const flag = m.preprocess ? `${m.preprocess.scale},${m.preprocess.mean[0]},${m.preprocess.std[0]}` : undefined;
-    return loadCalibration("", inputs, flag, perSample, undefined);
-  }
-  return bundleCalibration(m, undefined, undefined) ?? loadCalibration("", "random:64", undefined, perSample, undefined);
+async function inputsFor(m: ReturnType<typeof openBundle>["manifest"], inputs: string | undefined): Promise<Calibration> {
+  const inputDims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  if (inputs) return loadCalibration("", { calib: inputs, inputDims, ...preprocessOptions(m.preprocess) });
+  return (await bundleCalibration(m)) ?? loadCalibration("", { calib: "random:64", inputDims });
 }
 
 export function printSummary(s: RunSummary): void {

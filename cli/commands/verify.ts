@@ -10,8 +10,8 @@ import { maxAbsDiff, openSession, randomFeeds, runChain, type Feeds } from "../.
 import { parseInputShapes, type Command } from "../args.js";
 import { table } from "../format.js";
 import { openBundle } from "../../runtime/bundle.js";
-import { bundleCalibration } from "../../runtime/calibration.js";
-import { ACCURACY_TOLERANCE_PP, verifyBundle } from "../../runtime/verify-bundle.js";
+import { bundleCalibration, type BundleCalibrationOptions } from "../../runtime/calibration.js";
+import { ACCURACY_TOLERANCE, verifyBundle } from "../../runtime/verify-bundle.js";
 import { sha256File } from "../../compiler/compile.js";
 
 export const verify: Command = {
@@ -24,6 +24,9 @@ export const verify: Command = {
     "                      kernels' bound, the accuracy table reproduced (MODEL: also check it is the",
     "                      model the bundle was compiled from)",
     "  --calib DATA        calibration data for the accuracy table (default: the fixtures' dataset)",
+    "  --labels FILE       labels of --calib (as for dyno compile)",
+    "  --layout L, --channel-order O, --resize R",
+    "                      override the bundle's image preprocessing (as for dyno compile)",
     "  --seed N            seed of the random float32 input (default 1)",
     "  --input FILE        raw little-endian float32 input instead (one model input)",
     "  --tolerance T       largest allowed |difference| (default 0: bit-exact, graph optimisations off)",
@@ -34,12 +37,22 @@ export const verify: Command = {
     input: { type: "string" },
     tolerance: { type: "string" },
     calib: { type: "string" },
+    labels: { type: "string" },
+    layout: { type: "string" },
+    "channel-order": { type: "string" },
+    resize: { type: "string" },
     "input-shape": { type: "string", multiple: true },
   },
   async run({ values, positionals }) {
     const last = positionals[positionals.length - 1];
     if (last && existsSync(join(last, "manifest.json")) && positionals.length <= 2) {
-      return verifyBundleCommand(last, positionals.length === 2 ? positionals[0] : undefined, values.calib as string | undefined);
+      return verifyBundleCommand(last, positionals.length === 2 ? positionals[0] : undefined, {
+        calib: values.calib as string | undefined,
+        labels: values.labels as string | undefined,
+        layout: values.layout as string | undefined,
+        channelOrder: values["channel-order"] as string | undefined,
+        resize: values.resize as string | undefined,
+      });
     }
     if (positionals.length !== 2) throw new UsageError(`verify: expected MODEL and DIR, or a BUNDLE\nusage: dyno ${verify.usage}`);
     const [modelPath, dir] = positionals as [string, string];
@@ -106,20 +119,21 @@ function fileFeeds(inputs: { name: string; shape?: (number | string | null)[] }[
   return { [v.name]: new ort.Tensor("float32", data, dims) };
 }
 
-async function verifyBundleCommand(dir: string, modelPath: string | undefined, calib: string | undefined): Promise<number> {
+async function verifyBundleCommand(dir: string, modelPath: string | undefined, data: Omit<BundleCalibrationOptions, "modelPath">): Promise<number> {
   const bundle = openBundle(dir);
   const m = bundle.manifest;
   if (modelPath && sha256File(modelPath) !== m.model.sha256) {
     throw new DynoError(`bundle "${dir}" was compiled from another model than "${modelPath}" (SHA-256 differs)`);
   }
-  const calibration = bundleCalibration(m, calib, modelPath);
+  const calibration = await bundleCalibration(m, { ...data, modelPath });
   const checks = await verifyBundle(bundle, calibration);
-  const pct = (x: number | null) => (x === null ? "-" : `${(100 * x).toFixed(2)}%`);
+  const mm = m.calibration.metric;
+  const fmt = (x: number | null) => (x === null ? "-" : x.toFixed(2));
   console.log(table(
-    ["variant", "graph files", "max |out diff|", "cut error / bound", "top-1", "manifest", "status"],
-    checks.map((c) => [c.id, c.graphsMatch === null ? "-" : c.graphsMatch ? "same" : "DIFFER", c.outputDiff === 0 ? "0 (exact)" : c.outputDiff.toExponential(2), c.cutBoundRatio.toFixed(3), pct(c.top1), pct(c.manifestTop1), c.ok ? "ok" : `FAIL: ${c.problem}`]),
+    ["variant", "variant graphs", "max |out diff|", "cut error / bound", `${mm.name} (${mm.unit})`, "manifest", "status"],
+    checks.map((c) => [c.id, c.graphsMatch === null ? "-" : c.graphsMatch ? "same" : "DIFFER", c.outputDiff === 0 ? "0 (exact)" : c.outputDiff.toExponential(2), c.cutBoundRatio.toFixed(3), fmt(c.value), fmt(c.manifestValue), c.ok ? "ok" : `FAIL: ${c.problem}`]),
   ));
   const failed = checks.filter((c) => !c.ok).length;
-  console.log(`${checks.length} variants, ${failed} failed; checksums ok; ${calibration ? `accuracy on ${calibration.count} samples of ${calibration.source} (tolerance ${ACCURACY_TOLERANCE_PP} pp)` : "accuracy not reproduced: no calibration data (give --calib DATA)"}`);
+  console.log(`${checks.length} variants, ${failed} failed; checksums ok; ${calibration ? `metric ${mm.spec} on ${calibration.count} samples of ${calibration.source} (tolerance ${ACCURACY_TOLERANCE} ${mm.unit})` : "accuracy not reproduced: no calibration data (give --calib DATA)"}`);
   return failed === 0 ? 0 : 1;
 }

@@ -25,7 +25,7 @@ export async function observeShapes(model: Model, names: readonly string[]): Pro
   const bytes = serializeModel(probe);
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", intraOpNumThreads: 1, logSeverityLevel: 3 });
+    session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "disabled", intraOpNumThreads: 1, logSeverityLevel: 4 });
   } catch (e) {
     throw new ModelError(`onnxruntime cannot load "${model.source}" to observe shapes: ${(e as Error).message.split("\n")[0]}`);
   }
@@ -41,7 +41,16 @@ export async function observeShapes(model: Model, names: readonly string[]): Pro
     try {
       return await session.run(feeds, names as string[]);
     } catch (e) {
-      throw new ModelError(`onnxruntime failed running "${model.source}" to observe shapes: ${(e as Error).message.split("\n")[0]}`);
+      const why = ortReason(e);
+      // A dynamic dim past the batch (samples, height, sequence) run at 1 is the usual cause.
+      const dynamic = g.inputs.filter((v) => !g.isInitializer(v.name)).flatMap((v) => (v.shape ?? []).map((d, i) => ({ v, d, i })).filter(({ d, i }) => i > 0 && typeof d !== "number"));
+      if (dynamic.length) {
+        const list = dynamic.map(({ v, d, i }) => `input "${v.name}" dim ${i}${d ? ` ("${d}")` : ""}`).join(", ");
+        const example = dynamic[0]!.v;
+        const shown = (example.shape ?? []).map((d, i) => (typeof d === "number" ? d : i === 0 ? 1 : "N")).join(",");
+        throw new ModelError(`"${model.source}" has dynamic dims that dyno cannot guess: ${list}; onnxruntime refused them at ${symbolValue} (${why}). Fix them with --input-shape, e.g. --input-shape ${example.name}=${shown} with N the size you run`);
+      }
+      throw new ModelError(`onnxruntime failed running "${model.source}" to observe shapes: ${why}`);
     }
   };
   const first = await run(1);
@@ -56,6 +65,12 @@ export async function observeShapes(model: Model, names: readonly string[]): Pro
   }
   await session.release();
   return out;
+}
+
+/** onnxruntime's message without its source-file prefix, first line only. */
+export function ortReason(e: unknown): string {
+  const line = ((e as Error).message ?? String(e)).split("\n")[0]!;
+  return line.replace(/\/onnxruntime_src\/\S+:\d+ \S+ /g, "").replace(/\s+/g, " ").trim();
 }
 
 function symbolName(dims: Dim[]): string | undefined {
