@@ -427,13 +427,17 @@ async function selectCuts(model: Model, inner: CandidateCut[], cal: Calibration,
   if (inner.length === 0) return [];
   const names = [...new Set(inner.flatMap((c) => c.tensors))];
   const probe = model.clone();
-  for (const name of names) if (!probe.graph.outputs.some((v) => v.name === name)) probe.graph.outputs.push(probe.graph.value(name));
-  for (const v of probe.graph.outputs) v.decl = { ...(v.decl ?? {}), type: undefined };
+  // A cut may carry the model input itself (a skip around the first op): it is fed, not fetched,
+  // and its declaration stays (clearing an output's type would clear the input's too).
+  const fetched = names.filter((name) => name !== run.inputName);
+  for (const name of fetched) if (!probe.graph.outputs.some((v) => v.name === name)) probe.graph.outputs.push(probe.graph.value(name));
+  for (const v of probe.graph.outputs) if (v.name !== run.inputName) v.decl = { ...(v.decl ?? {}), type: undefined };
   const s = await openSession(serializeModel(probe), { threads: cpus().length });
   const count = Math.min(SELECTION_SAMPLES, cal.count);
   const packed = new Map<string, number>(names.map((name) => [name, 0]));
   for (const [start, n] of batches(count, run)) {
-    const r = await s.run({ [run.inputName]: inputTensor(cal.batch(start, n), run.perSample, n) }, names);
+    const x = inputTensor(cal.batch(start, n), run.perSample, n);
+    const r = { ...(await s.run({ [run.inputName]: x }, fetched)), [run.inputName]: x };
     for (const name of names) {
       const t = r[name]!;
       const sample = run.batch === 1 ? (t.dims as number[]) : [1, ...(t.dims.slice(1) as number[])];
