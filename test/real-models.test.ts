@@ -257,3 +257,43 @@ subgraphs("a model with an If node reading the model input compiles and verifies
 });
 
 subgraphs.run();
+
+const folder = suite("a folder of PNGs as calibration data");
+
+folder("dyno compile --calib DIR --labels FILE works as the README says, and gives what the same images in DYNOIMG1 give", async () => {
+  const sharp = (await import("sharp")).default;
+  const { parseImageSet } = await import("../runtime/dataset.js");
+  const { fixtureIndex } = await import("./fixtures.js");
+  const index = fixtureIndex();
+  const fx = index.models.find((m) => m.name === index.default)!;
+  const set = parseImageSet(readFileSync(join(fx.path, "..", index.dataset.file)));
+  const images = join(dir, "pngs");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  mkdirSync(images, { recursive: true });
+  const n = 24;
+  const per = set.channels * set.height * set.width;
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const file = `img-${String(i).padStart(3, "0")}.png`;
+    await sharp(Buffer.from(set.pixels.subarray(i * per, (i + 1) * per)), { raw: { width: set.width, height: set.height, channels: 1 } }).png().toFile(join(images, file));
+    lines.push(`${file}\t${set.labels[i]}`);
+  }
+  writeFileSync(join(images, "labels.txt"), lines.join("\n") + "\n");
+  const p = index.dataset.preprocess;
+  const pre = `${p.scale},${p.mean.join(":")},${p.std.join(":")}`;
+  const common = ["--bits", "4,8", "--profile-runs", "1", "--cuts", "1,2", "--preprocess", pre];
+  const fromPng = join(dir, "png.bundle");
+  const r = runDyno(["compile", fx.path, "-o", fromPng, "--calib", images, "--labels", join(images, "labels.txt"), ...common]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /metric top1: float32/);
+  const v = runDyno(["verify", fromPng, "--calib", images, "--labels", join(images, "labels.txt")]);
+  assert.is(v.code, 0, v.stdout + v.stderr);
+  const fromBin = join(dir, "bin.bundle");
+  assert.is(runDyno(["compile", fx.path, "-o", fromBin, "--calib-samples", String(n), ...common]).code, 0);
+  const a = manifestOf(fromPng);
+  const b = manifestOf(fromBin);
+  assert.is(a.calibration.labelled, true);
+  assert.equal(a.variants.map((x) => [x.id, x.accuracy.value, x.wire.meanBytes]), b.variants.map((x) => [x.id, x.accuracy.value, x.wire.meanBytes]));
+});
+
+folder.run();
