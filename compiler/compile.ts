@@ -18,7 +18,8 @@ import { cpus } from "node:os";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import ort from "onnxruntime-node";
-import { UnsupportedError, UsageError } from "./errors.js";
+import { DynoError, UnsupportedError, UsageError } from "./errors.js";
+import { ortReason } from "./onnx/ort-shapes.js";
 import { byteSize, dtypeName } from "./ir/dtype.js";
 import type { Dim, Model } from "./ir/graph.js";
 import { DataType } from "./ir/dtype.js";
@@ -71,7 +72,22 @@ const BATCH = 64;
 /** Cuts whose packed size is measured to pick the candidates (auto mode): the first samples. */
 const SELECTION_SAMPLES = 32;
 
+/**
+ * Compiles the analysed model into a bundle. A failure that is not already one of dyno's errors
+ * (onnxruntime refusing a part, say) is reported with the stage it happened in, never as an
+ * internal error.
+ */
 export async function compile(a: Analysis, modelPath: string, options: CompileOptions): Promise<CompileResult> {
+  const where = { stage: "starting" };
+  try {
+    return await compileModel(a, modelPath, options, where);
+  } catch (e) {
+    if (e instanceof DynoError) throw e;
+    throw new DynoError(`compile "${modelPath}" failed while ${where.stage}: ${ortReason(e)}`, { cause: e });
+  }
+}
+
+async function compileModel(a: Analysis, modelPath: string, options: CompileOptions, where: { stage: string }): Promise<CompileResult> {
   const t0 = performance.now();
   await initKernels();
   const log = options.log ?? (() => {});
@@ -85,6 +101,10 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   const inputs = g.inputs.filter((v) => !g.isInitializer(v.name));
   if (inputs.length !== 1) throw new UnsupportedError(`compile supports models with one input; "${model.source}" has ${inputs.length}`);
   const input = inputs[0]!;
+  if (input.dtype === undefined) throw new UnsupportedError(`input "${input.name}" of "${model.source}" has no type information (the exporter left it out): re-export with typed inputs`);
+  if (input.dtype !== DataType.FLOAT) {
+    throw new UnsupportedError(`input "${input.name}" of "${model.source}" is ${dtypeName(input.dtype ?? 0)}; compile feeds float32 calibration data (a model taking ${dtypeName(input.dtype ?? 0)} images needs a float32 front, e.g. a Cast, in the export)`);
+  }
   const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
   if (perSample.length === 0) throw new UnsupportedError(`input "${input.name}" of "${model.source}" is a scalar; compile needs a tensor input with a batch dim`);
   const dynamic = (input.shape ?? []).map((d, i) => ({ d, i })).filter(({ d, i }) => i > 0 && typeof d !== "number");
@@ -102,6 +122,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   const metric = await loadMetric(options.metric ?? defaultMetricSpec(ctx, cal.labels, g.outputs[0]?.shape), ctx);
 
   // 1. Candidate cuts: those whose tensors the kernels can pack (float32 activations).
+  where.stage = "choosing cuts (the model run on calibration inputs)";
   const all = a.cuts.cuts;
   const unpackable = (c: CandidateCut) => c.tensors.find((t) => g.value(t).dtype !== DataType.FLOAT);
   const skipped = all.filter((c) => c.kind === "inner" && unpackable(c));
@@ -124,6 +145,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   log(`cuts: ${cuts.map((c) => c.index).join(", ")} (${chosen.length} inner of ${inner.length}${options.cuts && options.cuts !== "auto" ? ", from --cuts" : ", dominated ones dropped"})`);
 
   // 2. Segments and shared weights.
+  where.stage = "writing the segments";
   rmSync(options.out, { recursive: true, force: true });
   mkdirSync(options.out, { recursive: true });
   const weightsPath = join(options.out, "weights.bin");
@@ -163,6 +185,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
     { bits: "f16" as const, perChannel: false, shuffle: false, codec: "none" as const },
     { bits: "f32" as const, perChannel: false, shuffle: false, codec: "none" as const },
   ];
+  where.stage = "running the float32 model on the calibration data";
   const reference = await referenceOutputs(model, cal, run, metric);
   const float32Value = metric.value(reference.stats, cal.count);
   const variants: Variant[] = [];
@@ -187,6 +210,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
     const deviceSession = cut.kind === "input" ? null : await openSession(serializeModel(device), { threads: cpus().length });
     const cloudSession = await openSession(serializeModel(cloud), { threads: cpus().length });
     const activations = await runDevice(deviceSession, cut.tensors, cal, run);
+    where.stage = `profiling cut ${cut.index}`;
     for (const spec of codecs) {
       const id = variantId(cut.index, spec);
       // The variant graphs must be buildable (ai.dyno nodes at this cut), though not stored.
@@ -211,6 +235,7 @@ export async function compile(a: Analysis, modelPath: string, options: CompileOp
   }
 
   // 4. Latency profiles of the segments on this machine (device and cloud roles alike here).
+  where.stage = "timing the segments";
   const segmentTimes = await profileSegments(options.out, segments.map((s) => s.graph.file), cal, run, options.profileRuns ?? 10);
   const machine = { platform: process.platform, arch: process.arch, cpu: cpus()[0]?.model?.trim() ?? "unknown", cores: cpus().length };
   const measuredAt = new Date().toISOString();
