@@ -10,6 +10,7 @@
 //   reply.bytesSent, reply.bytesReceived                    // whole frames, as on the wire
 //   const rtt = await cloud.ping();                         // ms; cheap: no model work
 //   const { rttMs, serialMs, bytes } = await cloud.probe(64 * 1024); // bandwidth = bytes/serialMs
+//   const limits = await cloud.limits(manifest.model.name);  // { maxBody, ... } from the metadata
 //   await cloud.close();
 //
 // - connectCloud does no I/O: the WebSocket opens on the first infer()/ping() and again on the
@@ -22,8 +23,15 @@
 //   raised by the client when no reply came within timeoutMs, and "overloaded" when maxInFlight
 //   requests are already pending (nothing is queued). A promise settles exactly once.
 //   WebSocket close codes map to kinds for every request pending on that connection: 4401
-//   unauthorized, 1001 unavailable (server draining), 1009 too-large (a message over the
-//   server's --max-body: the server must drop the connection, so pipelined neighbours fail too).
+//   unauthorized, 1001 unavailable (server draining), 1009 too-large (see below).
+// - Server limits: limits() reads them from the model metadata (GET /v2/models/NAME, `dyno`:
+//   maxBody today; any it does not publish are absent). From then on a message over maxBody
+//   rejects with "too-large" before anything is sent. A message over it sent anyway (the limit
+//   unknown, or lowered since) makes the server drop the WebSocket (close 1009) together with
+//   the replies to every other message on it. The server does not say which message it was: the
+//   largest one sent on that connection rejects with "too-large", and the others, which did
+//   nothing wrong, are sent again on a new connection (once each: inference is a pure function,
+//   so running one twice is harmless), under their original deadline.
 // - Cloud down, quickly: a refused connection rejects in about one RTT with kind "connection";
 //   ping() with a short timeout is the probe; a draining server answers "unavailable" (HTTP
 //   503, WebSocket close 1001).
@@ -34,7 +42,7 @@
 import { DynoError } from "../compiler/errors.js";
 import type { Variant } from "./manifest.js";
 import {
-  buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, ProtocolError, type ErrorKind,
+  buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, PREFIX_BYTES, ProtocolError, type ErrorKind,
   type OutputTensor, type Timing, type WirePayload,
 } from "./protocol.js";
 
@@ -82,6 +90,20 @@ export interface CloudReply {
   wallMs: number;
 }
 
+/** What the server publishes of its limits (each absent when it does not). */
+export interface ServerLimits {
+  /** Largest request message, bytes (HTTP body, WebSocket message): --max-body. */
+  maxBody?: number;
+  /** Requests in flight at once in the server: --max-inflight. */
+  maxInflight?: number;
+  /** Per WebSocket connection or HTTP remote address: --max-inflight-per-client. */
+  maxInflightPerClient?: number;
+  /** Arrival to response, ms: --timeout-ms. */
+  timeoutMs?: number;
+}
+
+const LIMITS = ["maxBody", "maxInflight", "maxInflightPerClient", "timeoutMs"] as const satisfies readonly (keyof ServerLimits)[];
+
 export interface CloudClient {
   infer(request: CloudRequest): Promise<CloudReply>;
   /** Round-trip time in ms (WebSocket: a ping frame; HTTP: GET /v2/health/ready). */
@@ -92,6 +114,12 @@ export interface CloudClient {
    * padding took upstream; `bytes` = padded frame - plain frame.
    */
   probe(padBytes: number): Promise<LinkProbe>;
+  /**
+   * The server's limits, from GET /v2/models/NAME (`name`: manifest.model.name); the client
+   * refuses a message over maxBody from then on. Rejects like infer() when the server cannot be
+   * asked ("wrong-bundle" when it hosts another model).
+   */
+  limits(name: string): Promise<ServerLimits>;
   /** Rejects everything pending ("connection": client closed) and closes the socket. */
   close(): Promise<void>;
   /** Requests sent and not yet settled. */
@@ -113,6 +141,13 @@ export function connectCloud(options: CloudOptions): CloudClient {
   const transport = options.transport === "http" ? httpTransport(base, options.token, timeoutMs) : wsTransport(base, options.token, timeoutMs);
   let nextId = 1;
   let closed = false;
+  let known: ServerLimits = {};
+  /** A message over the server's --max-body is refused here: sent, it would be refused there. */
+  const checkSize = (bytes: number, what: string) => {
+    if (known.maxBody !== undefined && bytes > known.maxBody) {
+      throw new CloudError("too-large", `${what} is ${bytes} bytes, over the server's limit of ${known.maxBody} bytes (--max-body): not sent`);
+    }
+  };
   const takeId = () => {
     const id = nextId;
     nextId = nextId >= 0xffffffff ? 1 : nextId + 1;
@@ -134,6 +169,7 @@ export function connectCloud(options: CloudOptions): CloudClient {
       } catch (e) {
         throw new CloudError("bad-request", (e as Error).message);
       }
+      checkSize(frame.length, `request ${id} for ${request.variant.id}`);
       const bytes = await transport.send(id, frame);
       const r = decodeReply(bytes, id);
       if (r.status !== "ok") throw new CloudError(r.status, r.message ?? r.status);
@@ -149,6 +185,7 @@ export function connectCloud(options: CloudOptions): CloudClient {
     async probe(padBytes) {
       if (!(Number.isInteger(padBytes) && padBytes > 0)) throw new RangeError(`probe padding must be a whole number of bytes > 0, got ${padBytes}`);
       guard();
+      checkSize(PREFIX_BYTES + padBytes, `a probe padded with ${padBytes} bytes`);
       // Sequential, not back to back: the plain ping's reply must not wait behind the padding.
       const t0 = now();
       await transport.ping(takeId(), 0, true);
@@ -156,6 +193,24 @@ export function connectCloud(options: CloudOptions): CloudClient {
       await transport.ping(takeId(), padBytes, true);
       const rttMs = t1 - t0;
       return { rttMs, serialMs: now() - t1 - rttMs, bytes: padBytes };
+    },
+    async limits(name) {
+      if (closed) throw new CloudError("connection", "cloud client is closed");
+      const path = `/v2/models/${encodeURIComponent(name)}`;
+      const res = await httpCall(base, options.token, timeoutMs, path, { method: "GET" });
+      const text = await res.text();
+      if (res.status !== 200) {
+        const kind = res.status === 404 ? "wrong-bundle" : kindOfStatus(res.status);
+        throw new CloudError(kind, `HTTP ${res.status} from ${base}${path}: ${text.slice(0, 300)}`);
+      }
+      let metadata: unknown;
+      try {
+        metadata = JSON.parse(text);
+      } catch {
+        throw new CloudError("protocol", `${base}${path} is not JSON: ${text.slice(0, 100)}`);
+      }
+      known = limitsOf(metadata);
+      return { ...known };
     },
     async close() {
       closed = true;
@@ -181,6 +236,18 @@ function decodeReply(bytes: Uint8Array, id: number) {
 
 const now = () => performance.now();
 
+/** The limits in model metadata: `dyno.maxBody` etc., or under `dyno.limits`; anything else is absent. */
+function limitsOf(metadata: unknown): ServerLimits {
+  const dyno = (metadata as { dyno?: Record<string, unknown> } | null)?.dyno;
+  const nested = dyno?.limits as Record<string, unknown> | undefined;
+  const out: ServerLimits = {};
+  for (const k of LIMITS) {
+    const v = nested?.[k] ?? dyno?.[k];
+    if (typeof v === "number" && Number.isSafeInteger(v) && v > 0) out[k] = v;
+  }
+  return out;
+}
+
 function checkPong(reply: Uint8Array, id: number): void {
   let r: ReturnType<typeof decodeResponse>;
   try {
@@ -202,27 +269,29 @@ interface Transport {
 
 // --- HTTP ---------------------------------------------------------------------------------------
 
+/** One HTTP exchange with the token, under `timeoutMs`; `pending` holds it while it runs (close aborts it). */
+async function httpCall(base: string, token: string | undefined, timeoutMs: number, path: string, init: RequestInit, pending?: Set<AbortController>): Promise<Response> {
+  const auth: Record<string, string> = token === undefined ? {} : { Authorization: `Bearer ${token}` };
+  const ctl = new AbortController();
+  pending?.add(ctl);
+  let timedOut = false;
+  const timer = setTimeout(() => ((timedOut = true), ctl.abort()), timeoutMs);
+  try {
+    return await fetch(`${base}${path}`, { ...init, headers: { ...auth, ...(init.headers as Record<string, string>) }, signal: ctl.signal });
+  } catch (e) {
+    if (timedOut) throw new CloudError("timeout", `no reply from ${base} within ${timeoutMs} ms`);
+    if (ctl.signal.aborted) throw new CloudError("connection", "cloud client is closed");
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new CloudError("connection", `cannot reach ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+    pending?.delete(ctl);
+  }
+}
+
 function httpTransport(base: string, token: string | undefined, timeoutMs: number): Transport {
   const pending = new Set<AbortController>();
-  const auth: Record<string, string> = token === undefined ? {} : { Authorization: `Bearer ${token}` };
-
-  const call = async (path: string, init: RequestInit): Promise<Response> => {
-    const ctl = new AbortController();
-    pending.add(ctl);
-    let timedOut = false;
-    const timer = setTimeout(() => ((timedOut = true), ctl.abort()), timeoutMs);
-    try {
-      return await fetch(`${base}${path}`, { ...init, headers: { ...auth, ...(init.headers as Record<string, string>) }, signal: ctl.signal });
-    } catch (e) {
-      if (timedOut) throw new CloudError("timeout", `no reply from ${base} within ${timeoutMs} ms`);
-      if (ctl.signal.aborted) throw new CloudError("connection", "cloud client is closed");
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new CloudError("connection", `cannot reach ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
-    } finally {
-      clearTimeout(timer);
-      pending.delete(ctl);
-    }
-  };
+  const call = (path: string, init: RequestInit) => httpCall(base, token, timeoutMs, path, init, pending);
 
   return {
     async send(_id, frame) {
@@ -287,6 +356,13 @@ function base64url(s: string): string {
 }
 
 interface Pending {
+  frame: Uint8Array;
+  /** The connection that holds it. */
+  on: Connection;
+  /** Handed to that connection's socket (not only waiting for it to open). */
+  sent: boolean;
+  /** Already sent again once, after a neighbour's oversize message dropped its connection. */
+  resent: boolean;
   resolve(bytes: Uint8Array): void;
   reject(e: CloudError): void;
 }
@@ -311,15 +387,29 @@ function wsTransport(base: string, token: string | undefined, timeoutMs: number)
   const url = `${base.replace(/^http/, "ws")}/v1/ws`;
   let conn: Connection | null = null;
   let pendingCount = 0;
+  let closing = false;
 
-  /** Fails every request of a dead connection at once, each exactly once. */
+  /**
+   * Fails every request of a dead connection at once, each exactly once; except after a 1009
+   * (a message over the server's --max-body), when only the largest message sent rejects and
+   * the others go again on a new connection (see the header).
+   */
   const kill = (c: Connection, err: CloudError) => {
     if (c.dead) return;
     c.dead = true;
     if (conn === c) conn = null;
-    const waiting = [...c.pending.values()];
+    const waiting = [...c.pending];
     c.pending.clear();
-    for (const p of waiting) p.reject(err);
+    const oversize = err.kind === "too-large" && !closing;
+    const largest = oversize ? Math.max(0, ...waiting.filter(([, p]) => p.sent).map(([, p]) => p.frame.length)) : 0;
+    for (const [id, p] of waiting) {
+      if (!oversize || (p.sent && p.frame.length === largest)) p.reject(err);
+      else if (p.resent) p.reject(new CloudError("connection", `${err.message}; request ${id} was already sent again once`));
+      else {
+        p.resent = true;
+        dispatch(id, p);
+      }
+    }
     try {
       c.socket?.close();
     } catch {
@@ -377,9 +467,25 @@ function wsTransport(base: string, token: string | undefined, timeoutMs: number)
     return c;
   };
 
+  /** Puts a request on the open connection (opening one if needed) and sends it once it is open. */
+  const dispatch = (id: number, p: Pending) => {
+    const c = connect();
+    p.on = c;
+    p.sent = false;
+    c.pending.set(id, p);
+    c.opened.then((socket) => {
+      if (c.dead || c.pending.get(id) !== p) return;
+      // Closing already (e.g. refused after the handshake): onclose rejects with its reason.
+      if (socket.readyState !== OPEN) return;
+      socket.send(p.frame);
+      p.sent = true;
+    }, () => {
+      /* kill() has rejected or moved the pending entry */
+    });
+  };
+
   /** Sends a frame and waits for the frame with the same id. */
   const exchange = (id: number, frame: Uint8Array): Promise<Uint8Array> => {
-    const c = connect();
     pendingCount++;
     return new Promise<Uint8Array>((resolve, reject) => {
       let settled = false;
@@ -390,18 +496,16 @@ function wsTransport(base: string, token: string | undefined, timeoutMs: number)
         clearTimeout(timer);
         f();
       };
+      const p: Pending = {
+        frame, on: null as unknown as Connection, sent: false, resent: false,
+        resolve: (b) => settle(() => resolve(b)),
+        reject: (e) => settle(() => reject(e)),
+      };
       const timer = setTimeout(() => {
-        c.pending.delete(id);
+        if (p.on.pending.get(id) === p) p.on.pending.delete(id);
         settle(() => reject(new CloudError("timeout", `no reply from ${url} to request ${id} within ${timeoutMs} ms`)));
       }, timeoutMs);
-      c.pending.set(id, { resolve: (b) => settle(() => resolve(b)), reject: (e) => settle(() => reject(e)) });
-      c.opened.then((socket) => {
-        if (settled || c.dead) return;
-        // Closing already (e.g. refused after the handshake): onclose rejects with its reason.
-        if (socket.readyState === OPEN) socket.send(frame);
-      }, () => {
-        /* kill() has rejected the pending entry */
-      });
+      dispatch(id, p);
     });
   };
 
@@ -412,6 +516,7 @@ function wsTransport(base: string, token: string | undefined, timeoutMs: number)
     },
     inFlight: () => pendingCount,
     async close() {
+      closing = true;
       const c = conn;
       if (!c) return;
       const socket = c.socket;

@@ -3,14 +3,21 @@
 // from what it measured (./estimators.ts). When the cloud is unreachable or slow it finishes the
 // inference itself — the device holds every segment — and probes the cloud with back-off until
 // it answers again. Every infer() resolves once with a correct result or rejects with an error.
+//
+// The server's limits (client.limits: GET /v2/models/NAME) are read when the device connects and
+// again when the cloud comes back or refuses a request. A request over --max-body is never sent:
+// the planner does not offer a variant whose payload may exceed it, a pinned one runs
+// device-only, and one whose actual request is over it (or that the server refuses anyway:
+// too-large) finishes here from its payloads. A refusal is not an outage: the cloud stays up.
 import ort from "onnxruntime-node";
 import { DynoError } from "../compiler/errors.js";
 import { openBundle, type Bundle } from "./bundle.js";
 import { observe, observationsOf, initEstimates, type Estimates } from "./estimators.js";
 import { Executor, profileDevice } from "./executor.js";
-import type { Manifest } from "./manifest.js";
-import { chooseVariant, pinVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
-import { connectCloud, type CloudClient } from "./client.js";
+import type { Manifest, Variant } from "./manifest.js";
+import { modelId, PREFIX_BYTES, type RequestHeader } from "./protocol.js";
+import { chooseVariant, payloadBound, pinVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
+import { connectCloud, type CloudClient, type ServerLimits } from "./client.js";
 import { sleep } from "./clock.js";
 
 export interface DeviceOptions {
@@ -84,8 +91,12 @@ export interface Inference {
   kind: "split" | "device-only" | "cloud-only";
   /** The scheduler's choice (and reason) before this inference. */
   choice: Choice;
-  /** True when a planned split ended on the device because the cloud failed. */
+  /**
+   * True when a planned offload ended on the device: the cloud failed or refused the request, or
+   * the request would be over the server's limit. `fallback` says which.
+   */
   fellBack: boolean;
+  fallback?: string;
   timings: {
     deviceSegmentMs: number[];
     deviceMs: number;
@@ -109,6 +120,8 @@ export interface Device {
   readonly estimates: Estimates;
   readonly cloudUp: boolean;
   readonly probes: ProbeStats;
+  /** The server's limits as last read (empty until read, or when it publishes none). */
+  readonly limits: ServerLimits;
   close(): Promise<void>;
 }
 
@@ -158,6 +171,26 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   let probeTimer: NodeJS.Timeout | null = null;
   let closed = false;
 
+  let limits: ServerLimits = {};
+  /**
+   * Reads the server's limits; false when the server cannot be reached. A server that answers
+   * without them (or with an error a request would also get) leaves them as they were.
+   */
+  const readLimits = async (): Promise<boolean> => {
+    try {
+      limits = await cloud!.limits(m.model.name);
+    } catch (e) {
+      if (isCloudFailure(e)) return false;
+    }
+    return true;
+  };
+  let refreshing: Promise<boolean> | null = null;
+  const refreshLimits = () => void (refreshing ??= readLimits().finally(() => (refreshing = null)));
+  // The largest header a request frame adds to its payloads: what --max-body leaves for them.
+  const overheadBytes = Math.max(...m.variants.map((v) => frameOverhead(m, v)));
+  const maxPayload = () => (limits.maxBody === undefined ? undefined : limits.maxBody - overheadBytes);
+  const planPolicy = () => ({ ...policy, maxRequestBytes: maxPayload() });
+
   const scheduleProbe = () => {
     if (probeTimer || closed || !cloud) return;
     probeTimer = setTimeout(async () => {
@@ -165,6 +198,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       try {
         const rtt = await cloud!.ping();
         estimates = observe(estimates, { kind: "rtt", ms: rtt });
+        // Back, perhaps restarted with other limits: read them before the next plan.
+        if (!(await readLimits())) throw new CloudUnavailable("the cloud answered a ping but not its model metadata");
         cloudUp = true;
         probeDelay = options.probeMs ?? 250;
       } catch {
@@ -178,6 +213,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     cloudUp = false;
     scheduleProbe();
   };
+  /** Connecting: the limits are read before the first plan (the first request waits for them). */
+  let connecting: Promise<void> | null = cloud ? readLimits().then((up) => void (up || markDown())) : null;
 
   let pinging = false;
   let pings = 0;
@@ -233,18 +270,21 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     try {
       // The first exchange may open the connection: not a sample.
       if (pings++ === 0) await cloud!.ping();
+      // A probe is a message too: at most the server's --max-body.
+      const maxBytes = Math.min(o.maxBytes, limits.maxBody === undefined ? Infinity : limits.maxBody - PREFIX_BYTES);
       for (let round = 0; round < 3; round++) {
         // The first round is at most 64 KiB: the estimate being probed may be far too high.
-        const size = Math.round(Math.min(round === 0 ? 64 * 1024 : o.maxBytes, Math.max(16 * 1024, (estimates.link.bandwidthBps * o.targetMs) / 8000)));
+        const size = Math.round(Math.min(round === 0 ? 64 * 1024 : maxBytes, maxBytes, Math.max(16 * 1024, (estimates.link.bandwidthBps * o.targetMs) / 8000)));
         const r = await cloud!.probe(size);
         probeStats.probes++;
         probeStats.bytes += r.bytes;
         estimates = observe(estimates, { kind: "probe", rttMs: r.rttMs, bytes: r.bytes, serialMs: r.serialMs });
-        if (r.serialMs >= o.targetMs / 2 || size >= o.maxBytes) break;
+        if (r.serialMs >= o.targetMs / 2 || size >= maxBytes) break;
       }
     } catch (e) {
-      if (!isCloudFailure(e)) throw e;
-      markDown();
+      if (isRefusal(e)) refreshLimits();
+      else if (!isCloudFailure(e)) throw e;
+      else markDown();
     } finally {
       probeStats.ms += performance.now() - t0;
       timedCount = estimates.link.transfers;
@@ -287,6 +327,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     if (pin !== undefined) checkVariant(m, pin);
     const pinned = pin === "device-only" ? deviceOnlyId : pin === "cloud-only" ? cloudOnlyId(m) : pin;
     const t0 = performance.now();
+    if (connecting) await connecting;
+    connecting = null;
     // A stale bandwidth estimate (first inference, the link changed, or not timed for a while)
     // is measured before planning, so the plan does not rest on it.
     if (probeDue()) await probeBandwidth();
@@ -295,22 +337,32 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const fresh = estimates.link.changes !== planChanges;
     planChanges = estimates.link.changes;
     let choice: Choice;
-    if (pinned !== undefined) choice = pinVariant(m, estimates, pinned, policy);
+    const plan = planPolicy();
+    if (pinned !== undefined) choice = pinVariant(m, estimates, pinned, plan);
     else {
-      const proposed = chooseVariant(m, estimates, cloudUp ? policy : { ...policy, name: "device-only" }, previous);
+      const proposed = chooseVariant(m, estimates, cloudUp ? plan : { ...plan, name: "device-only" }, previous);
       // Beyond the scheduler's hysteresis, leaving a variant must be proposed by two re-plans in
       // a row: a variant only looks better for one inference when noise moved one estimate.
       choice = proposed;
       if (previous && proposed.id !== previous.id && cloudUp && !fresh) {
         if (!pendingSwitch) {
           pendingSwitch = true;
-          const stay = chooseVariant(m, estimates, { ...policy, hysteresis: 0.99 }, previous);
+          const stay = chooseVariant(m, estimates, { ...plan, hysteresis: 0.99 }, previous);
           if (stay.id === previous.id) choice = stay;
         } else pendingSwitch = false;
       } else pendingSwitch = false;
       previous = choice;
     }
-    const id = choice.variant === "device-only" || choice.variant === "cloud-only" ? (choice.variant === "device-only" ? deviceOnlyId : cloudOnlyId(m)) : choice.id;
+    let id = choice.variant === "device-only" || choice.variant === "cloud-only" ? (choice.variant === "device-only" ? deviceOnlyId : cloudOnlyId(m)) : choice.id;
+    // Over the server's limit (pinned; the planner offers none): nothing to send it, so the
+    // whole model runs here, which is the cheaper way to finish on the device.
+    let fallback: string | undefined;
+    const limit = maxPayload();
+    if (cloud && limit !== undefined && id !== deviceOnlyId && payloadBound(m, estimates, id) > limit) {
+      fallback = `a request for ${id} carries up to ${Math.round(payloadBound(m, estimates, id))} B of payload, over the server's limit of ${limits.maxBody} bytes (--max-body) less ${overheadBytes} B of header: ran device-only`;
+      choice = { ...choice, reason: `${choice.reason}; ${fallback}` };
+      id = deviceOnlyId;
+    }
     // An RTT sample per inference from a ping alongside (no model work, a few bytes): device-only
     // sends nothing, so without it the device would never notice the link getting better, and a
     // split's transfer alone cannot tell a longer RTT from a narrower link.
@@ -321,18 +373,19 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const deviceSegments = m.cuts.find((c) => c.id === d.variant.cut)!.deviceSegments;
     const deviceMs = await emulate(computeMs, deviceProfile ? profiledMs(0, deviceSegments) : undefined);
     const encodeMs = d.kind === "split" ? await emulate(d.encodeMs, codecProfileMs(id)) : 0;
-    return { t0, choice, id, d, deviceMs, encodeMs, x };
+    return { t0, choice, id, d, deviceMs, encodeMs, x, fallback };
   }
 
   /** Phase 2 (link + cloud): send and await, or finish locally when the cloud fails. */
   async function finish(p: Awaited<ReturnType<typeof prepare>>): Promise<Inference> {
     const { t0, choice, id, d, deviceMs, encodeMs } = p;
+    let fallback = p.fallback;
     const cut = m.cuts.find((c) => c.id === m.variants.find((v) => v.id === id)!.cut)!;
     const kind = cut.kind === "output" ? "device-only" : cut.kind === "input" ? "cloud-only" : "split";
     const base = { deviceSegmentMs: d.segmentMs, deviceMs, encodeMs, bytes: 0, transferMs: 0, cloudMs: 0, queueMs: 0, rttMs: 0 };
     if (d.kind === "local") {
       estimates = observe(estimates, ...observationsOf({ variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs }));
-      return { outputs: plain(d.outputs), variant: id, kind: "device-only", choice, fellBack: false, timings: { ...base, totalMs: performance.now() - t0 } };
+      return { outputs: plain(d.outputs), variant: id, kind: "device-only", choice, fellBack: fallback !== undefined, fallback, timings: { ...base, totalMs: performance.now() - t0 } };
     }
     const bytes = d.payloads.reduce((s, q) => s + q.bytes.length, 0);
     if (cloud && cloudUp) {
@@ -352,16 +405,27 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
         const outputs = Object.fromEntries(a.outputs.map((o) => [o.name, { dims: o.dims, data: o.data }]));
         return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.cloudMs, queueMs: a.timing.queueMs, rttMs, totalMs: performance.now() - t0 } };
       } catch (e) {
-        if (!isCloudFailure(e)) throw e;
-        markDown();
+        const why = `${(e as { kind?: string }).kind}: ${(e as Error).message}`;
+        if (isRefusal(e)) {
+          // The server (or the client, knowing its limit) refused this one request: learn its
+          // size, so that the planner leaves the variant when it keeps being too large, and
+          // re-read the limits in case they changed. The cloud is fine.
+          estimates = observe(estimates, { kind: "bytes", variant: id, bytes: bytes + overheadBytes });
+          refreshLimits();
+          fallback = `refused, ${why}`;
+        } else if (isCloudFailure(e)) {
+          markDown();
+          fallback = `cloud failure, ${why}`;
+        } else throw e;
       } finally {
         leaveLink();
       }
     }
-    // The cloud is down (or just failed): finish here from the same payloads — same numbers.
+    fallback ??= cloud ? "the cloud is down" : "no cloud";
+    // The cloud is down, failed or refused: finish here from the same payloads — same numbers.
     const c = await exec.cloud(id, d.payloads);
     const localMs = await emulate(c.segmentMs.reduce((a, b) => a + b, 0) + c.decodeMs, deviceProfile ? profiledMs(cut.deviceSegments, m.segments.length) : undefined);
-    return { outputs: plain(c.outputs), variant: id, kind: "device-only", choice, fellBack: true, timings: { ...base, bytes, deviceMs: deviceMs + localMs, totalMs: performance.now() - t0 } };
+    return { outputs: plain(c.outputs), variant: id, kind: "device-only", choice, fellBack: true, fallback, timings: { ...base, bytes, deviceMs: deviceMs + localMs, totalMs: performance.now() - t0 } };
   }
 
   const device: Device = {
@@ -374,6 +438,9 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     },
     get probes() {
       return { ...probeStats };
+    },
+    get limits() {
+      return { ...limits };
     },
     async infer(input, inferOptions) {
       return finish(await prepare(input, inferOptions?.variant ?? options.variant));
@@ -422,6 +489,24 @@ function checkVariant(m: Manifest, id: string): void {
   throw new DynoError(`unknown variant "${id}" (the bundle has ${ids.length} variants: ${ids.slice(0, 6).join(", ")}${ids.length > 6 ? ", ..." : ""}; or device-only, cloud-only)`);
 }
 
+/**
+ * The most a request frame for `v` adds to its payloads: the prefix and the JSON header with
+ * every number at its widest (lengths, checksums and symbolic dimensions up to 2^32 - 1).
+ */
+function frameOverhead(m: Manifest, v: Variant): number {
+  const widest = 0xffffffff;
+  const cut = m.cuts.find((c) => c.id === v.cut)!;
+  const header: RequestHeader = {
+    variant: v.id,
+    model: modelId(m),
+    tensors: cut.tensors.map((t) => ({
+      name: t.name, bytes: widest, crc32: widest, shape: t.shape.map((d) => (typeof d === "number" ? d : widest)),
+      bits: v.codec.bits, perChannel: v.codec.perChannel, shuffle: v.codec.shuffle, codec: v.codec.lossless,
+    })),
+  };
+  return PREFIX_BYTES + new TextEncoder().encode(JSON.stringify(header)).length;
+}
+
 function cloudOnlyId(m: Manifest): string {
   const input = m.cuts.find((c) => c.kind === "input")!;
   const vs = m.variants.filter((v) => v.cut === input.id);
@@ -439,4 +524,9 @@ function plain(outputs: Record<string, ort.Tensor>): Record<string, { dims: numb
 function isCloudFailure(e: unknown): boolean {
   const kind = (e as { kind?: string }).kind;
   return kind !== undefined && ["connection", "timeout", "overloaded", "unavailable", "internal", "protocol"].includes(kind);
+}
+
+/** A request over the server's limits (refused there, or here before sending): finished on the device. */
+function isRefusal(e: unknown): boolean {
+  return (e as { kind?: string }).kind === "too-large";
 }

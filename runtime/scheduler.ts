@@ -14,6 +14,10 @@
 // Device-only (the output cut) sends nothing and has no cloud part; cloud-only is the input cut.
 // Both are always offered: taken from the manifest's variants when it lists them, otherwise
 // synthesised from the profiles (ids "device-only" and "cloud-only", float32 input).
+//
+// A request limit (policy.maxRequestBytes: the server's --max-body less the frame's header) takes
+// out every variant whose payload may be larger: the largest the calibration saw (wire.maxBytes)
+// or the measured mean, whichever is larger. Device-only sends nothing and is never taken out.
 import type { Cut, Manifest, Variant } from "./manifest.js";
 import type { Estimates } from "./estimators.js";
 import { deviceJoules, powerModel, type PowerModel } from "./energy.js";
@@ -51,6 +55,11 @@ export interface Policy {
    */
   bestEffort?: "objective" | "closest";
   power?: Partial<PowerModel>;
+  /**
+   * Payload bytes one request may carry (the server's --max-body less the frame's header): a
+   * variant whose payload may be larger (payloadBound) is not offered. Absent: no limit.
+   */
+  maxRequestBytes?: number;
 }
 
 export type Kind = "device-only" | "cloud-only" | "split";
@@ -104,6 +113,8 @@ interface Entry {
   accuracyDrop: number;
   admissible: boolean;
   wireBytes: number;
+  /** The largest payload the calibration saw. */
+  wireMaxBytes: number;
   bits: Variant["codec"]["bits"];
   lossless: Variant["codec"]["lossless"];
 }
@@ -135,9 +146,9 @@ function contextOf(m: Manifest): Context {
     if (!cut) throw new RangeError(`variant ${v.id} refers to cut ${v.cut}, which the manifest does not list`);
     const k = cut.deviceSegments;
     const kind: Kind = cut.kind === "output" || k === n ? "device-only" : cut.kind === "input" || k === 0 ? "cloud-only" : "split";
-    return { id: v.id, kind, variant: v, deviceSegments: kind === "device-only" ? n : kind === "cloud-only" ? 0 : k, codec: codecLabel(v.codec), accuracyDrop: v.accuracy.drop, admissible: v.admissible, wireBytes: v.wire.meanBytes, bits: v.codec.bits, lossless: v.codec.lossless };
+    return { id: v.id, kind, variant: v, deviceSegments: kind === "device-only" ? n : kind === "cloud-only" ? 0 : k, codec: codecLabel(v.codec), accuracyDrop: v.accuracy.drop, admissible: v.admissible, wireBytes: v.wire.meanBytes, wireMaxBytes: v.wire.maxBytes, bits: v.codec.bits, lossless: v.codec.lossless };
   });
-  const synth = (id: "device-only" | "cloud-only", k: number, bytes: number): Entry => ({ id, kind: id, variant: null, deviceSegments: k, codec: "f32", accuracyDrop: 0, admissible: true, wireBytes: bytes, bits: "f32", lossless: "none" });
+  const synth = (id: "device-only" | "cloud-only", k: number, bytes: number): Entry => ({ id, kind: id, variant: null, deviceSegments: k, codec: "f32", accuracyDrop: 0, admissible: true, wireBytes: bytes, wireMaxBytes: bytes, bits: "f32", lossless: "none" });
   if (!entries.some((e) => e.kind === "device-only")) entries.push(synth("device-only", n, 0));
   if (!entries.some((e) => e.kind === "cloud-only" && e.bits === "f32")) entries.push(synth("cloud-only", 0, m.model.inputs.reduce((s, t) => s + t.bytes, 0)));
   const byPolicy = new Map(POLICIES.map((name) => [name, candidates(name, entries).map((e) => entries.indexOf(e))]));
@@ -265,7 +276,23 @@ function candidates(name: PolicyName, entries: readonly Entry[]): Entry[] {
   }
 }
 
-/** Predictions for every variant the policy may choose (accuracy-admissible), in manifest order. */
+/** The payload bytes a request for this entry may carry: the calibration's largest or the measured mean. */
+function entryBound(e: Entry, est: Estimates): number {
+  return e.kind === "device-only" ? 0 : Math.max(e.wireMaxBytes, est.bytes[e.id] ?? 0);
+}
+
+function overLimit(e: Entry, est: Estimates, policy: Policy): boolean {
+  return policy.maxRequestBytes !== undefined && entryBound(e, est) > policy.maxRequestBytes;
+}
+
+/** The payload bytes a request for variant `id` may carry, as a request limit is checked against. */
+export function payloadBound(manifest: Manifest, estimates: Estimates, id: string): number {
+  const e = contextOf(manifest).entries.find((x) => x.id === id);
+  if (!e) throw new SchedulerError(`unknown variant "${id}"`);
+  return entryBound(e, estimates);
+}
+
+/** Predictions for every variant the policy may choose (accuracy-admissible, under the request limit), in manifest order. */
 export function predictAll(manifest: Manifest, estimates: Estimates, policy: Policy = {}): Prediction[] {
   const ctx = contextOf(manifest);
   const power = powerModel(policy.power);
@@ -278,7 +305,7 @@ export function predictAll(manifest: Manifest, estimates: Estimates, policy: Pol
   const out: Prediction[] = [];
   for (const i of indices) {
     const e = ctx.entries[i]!;
-    if (!e.admissible || e.accuracyDrop > maxDrop) continue;
+    if (!e.admissible || e.accuracyDrop > maxDrop || overLimit(e, estimates, policy)) continue;
     out.push(predict(e, enc[i]!, dec[i]!, ctx.segments, estimates, power, policy));
   }
   return out;
@@ -344,8 +371,11 @@ export function chooseVariant(manifest: Manifest, estimates: Estimates, policy: 
   if (preds.length === 0) {
     // Nothing the policy may run is admissible (e.g. no 8-bit entropy-coded variant for JALAD):
     // fall back to the always-exact device-only, and say so.
+    const limited = policy.maxRequestBytes !== undefined && predictAll(manifest, estimates, { ...policy, maxRequestBytes: undefined }).length > 0;
     preds = predictAll(manifest, estimates, { ...policy, name: "device-only", maxAccuracyDrop: undefined });
-    fallback = `no admissible variant for policy ${name}${policy.maxAccuracyDrop !== undefined ? ` within ${policy.maxAccuracyDrop} pp` : ""}; fell back to device-only. `;
+    fallback = limited
+      ? `every admissible variant of policy ${name} is over the server's request limit of ${policy.maxRequestBytes} bytes; fell back to device-only. `
+      : `no admissible variant for policy ${name}${policy.maxAccuracyDrop !== undefined ? ` within ${policy.maxAccuracyDrop} pp` : ""}; fell back to device-only. `;
   }
   const feasible = preds.filter((p) => p.meetsSlo);
   const pool = feasible.length > 0 ? feasible : preds;
@@ -381,7 +411,10 @@ export function chooseVariant(manifest: Manifest, estimates: Estimates, policy: 
     }
   } else if (prevId !== undefined && !prev && prevId !== best.id) {
     const old = preds.find((p) => p.id === prevId);
-    const why = !old ? "not offered by this policy or not admissible" : `violates the SLOs: ${sloText(old, policy)}`;
+    const entry = contextOf(manifest).entries.find((e) => e.id === prevId);
+    const why = old ? `violates the SLOs: ${sloText(old, policy)}`
+      : entry && overLimit(entry, estimates, policy) ? `over the server's request limit of ${policy.maxRequestBytes} bytes`
+      : "not offered by this policy or not admissible";
     reason = `${label}: switched from ${prevId} (${why}) to ${what(best)}`;
   } else {
     const slos = policy.latencySloMs !== undefined || policy.throughputSloPerS !== undefined;
