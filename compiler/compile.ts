@@ -26,7 +26,7 @@ import { DataType } from "./ir/dtype.js";
 import { saveModelWithWeights, serializeModel, writeWeights } from "./onnx/export.js";
 import { computeCosts, numel } from "./passes/costs.js";
 import type { Cut as CandidateCut } from "./passes/find-cuts.js";
-import { insertQuantizePack, insertUnpackDequantize, type PackSpec } from "./passes/insert-pack.js";
+import type { PackSpec } from "./passes/insert-pack.js";
 import { partition, partitionChain } from "./passes/partition.js";
 import type { Analysis } from "./pipeline.js";
 import { shapeLikeInitializers } from "./passes/shape-inputs.js";
@@ -213,9 +213,6 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
     where.stage = `profiling cut ${cut.index}`;
     for (const spec of codecs) {
       const id = variantId(cut.index, spec);
-      // The variant graphs must be buildable (ai.dyno nodes at this cut), though not stored.
-      insertQuantizePack(device, cut.tensors, spec);
-      insertUnpackDequantize(cloud, cut.tensors, spec);
       const r = await profileVariant(cloudSession, cut.tensors, activations, spec, cal, run, metric, reference.refs);
       const value = metric.value(r.stats, cal.count);
       const drop = metricDrop(metric, float32Value, value);
