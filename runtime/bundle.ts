@@ -1,6 +1,6 @@
 // Opening a bundle on Node: the manifest validated against its schema, every file checked
 // against the size and SHA-256 the manifest records (a tampered or truncated bundle is refused,
-// naming the file).
+// naming the file), and a directory or device where a file should be refused as such.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -33,7 +33,9 @@ export function openBundle(dir: string, options: { checksums?: boolean } = {}): 
   for (const f of files) {
     const path = join(root, f.file);
     if (!existsSync(path)) throw new BundleError(`bundle "${dir}": file "${f.file}" listed in the manifest is missing`);
-    const size = statSync(path).size;
+    const st = statSync(path);
+    if (!st.isFile()) throw new BundleError(`bundle "${dir}": file "${f.file}" listed in the manifest is ${st.isDirectory() ? "a directory" : "a special file"}, not a file`);
+    const size = st.size;
     if (size !== f.bytes) throw new BundleError(`bundle "${dir}": file "${f.file}" is ${size} bytes, the manifest says ${f.bytes} (tampered or truncated)`);
     if (options.checksums !== false) {
       const sum = createHash("sha256").update(readFileSync(path)).digest("hex");

@@ -19,9 +19,13 @@ export const TensorSpec = z.object({
 });
 export type TensorSpec = z.infer<typeof TensorSpec>;
 
-/** A file of the bundle, relative to the manifest, with its size and SHA-256 (tamper check). */
+/**
+ * A file of the bundle, relative to the manifest, with its size and SHA-256 (tamper check). A
+ * plain name: letters, digits, "_", "-", "."; no separator, and no leading dot, so neither "." nor
+ * ".." (the bundle's own folder or its parent) nor a hidden file.
+ */
 export const FileRef = z.object({
-  file: z.string().regex(/^[\w.-]+$/, "a plain file name inside the bundle"),
+  file: z.string().regex(/^(?!\.)[\w.-]+$/, "a plain file name inside the bundle (no path, no leading dot)"),
   bytes: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
 });

@@ -20,7 +20,7 @@
 // to the header's fields bumps it.
 import { z } from "zod";
 import { DynoError } from "../compiler/errors.js";
-import { readHeader } from "../kernels/format.js";
+import { headerLength, Kind, rawBodyLength, readHeader } from "../kernels/format.js";
 import { Bits, type Cut, type Manifest, type Variant } from "./manifest.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -324,6 +324,44 @@ export function parseRequest(f: Frame): Request {
     if (sum !== t.crc32) throw new ProtocolError("checksum", `payload for "${t.name}": CRC-32 is ${sum.toString(16).padStart(8, "0")}, the header says ${t.crc32.toString(16).padStart(8, "0")} (corrupted in transit)`, f.id);
   });
   return { id: f.id, header, payloads };
+}
+
+/**
+ * The largest request a device sends for any variant of `manifest`: the frame prefix, the most a
+ * JSON header may be (MAX_HEADER_BYTES), and per cut tensor the payload header plus its body before
+ * the lossless stage (which never stores more than that: a body it cannot shrink travels raw). For
+ * float32 variants that body is the cut's float32 bytes; at the input cut, the float32 input.
+ * Symbolic dims count 1, as devices send one input per request. `dyno serve` derives its default
+ * --max-body from this (runtime/server.ts defaultMaxBody).
+ */
+export function maxRequestBytes(manifest: Pick<Manifest, "variants" | "cuts">): number {
+  let largest = 0;
+  for (const v of manifest.variants) {
+    const cut = manifest.cuts.find((c) => c.id === v.cut);
+    if (!cut || cut.kind === "output") continue;
+    const bytes = cut.tensors.reduce((sum, t) => sum + maxPayloadBytes(t.shape, v.codec), 0);
+    largest = Math.max(largest, bytes);
+  }
+  return PREFIX_BYTES + MAX_HEADER_BYTES + largest;
+}
+
+/** The largest payload `encode` makes for a tensor of `shape` with `codec` (symbolic dims: 1). */
+function maxPayloadBytes(shape: Cut["tensors"][number]["shape"], codec: Variant["codec"]): number {
+  const dims = shape.map((d) => (typeof d === "number" ? d : 1));
+  const n = dims.reduce((a, b) => a * b, 1);
+  const kind = codec.bits === "f32" ? Kind.Float32 : codec.bits === "f16" ? Kind.Float16 : Kind.Quantized;
+  const bits = kind === Kind.Float32 ? 32 : kind === Kind.Float16 ? 16 : (codec.bits as number);
+  const quantised = kind === Kind.Quantized;
+  const ranges = !quantised ? 0 : codec.perChannel ? (dims[1] ?? 1) : 1;
+  return headerLength(dims.length, ranges) + rawBodyLength(kind, bits, quantised && codec.shuffle, n);
+}
+
+/** The largest successful response for one input: every model output as float32, with its header. */
+export function maxResponseBytes(manifest: Pick<Manifest, "model">): number {
+  const body = manifest.model.outputs.reduce((sum, o) => sum + 4 * o.shape.reduce<number>((a, d) => a * (typeof d === "number" ? d : 1), 1), 0);
+  // The JSON header: status, timing and, per output, name, shape, bytes and CRC.
+  const header = 512 + manifest.model.outputs.reduce((sum, o) => sum + 160 + o.name.length, 0);
+  return PREFIX_BYTES + header + body;
 }
 
 /** What a validated request runs: the variant and its payloads by cut tensor name. */

@@ -1,5 +1,5 @@
 // `dyno serve`: the cloud half of split inference. One node:http server, with a `ws` WebSocket
-// server on the same port, hosting the cloud segments of a bundle.
+// server on the same port, hosting the cloud segments of a bundle in a pool of worker threads.
 //
 //   WS   /v1/ws             binary protocol frames (runtime/protocol.ts), pipelined, out of order
 //   POST /v1/infer          one request frame in, one response frame out; status from the kind
@@ -8,31 +8,46 @@
 //
 // A request's way through:
 //
-//   frame read ──► admitted? ──► parsed + checked ──► executor queue ──► run ──► response
-//                  (in-flight      (schema, CRC,      (one run at a       (cloud segments
-//                   limits: else    manifest: else     time; bounded by    of the variant)
-//                   overloaded)     an error reply)    the admission)
+//   frame read ──► admitted? ──► parsed + checked ──► pool queue ──► worker run ──► response
+//                  (in-flight      (schema, CRC,      (FIFO; bounded   (cloud segments of
+//                   limits: else    manifest: else     by admission)    the variant, in a
+//                   overloaded)     an error reply)                     worker thread)
 //
 // No work starts before the request has passed every check, and nothing waits in an unbounded
-// queue: admission counts a request from its arrival until its run has really finished (a timed
-// out run still holds its slot until onnxruntime returns), so the executor queue never holds more
-// than --max-inflight requests. Runs are serialised: one onnxruntime run at a time per session is
-// the safe use, and intra-op threads (--threads) parallelise inside a run.
+// queue: admission (runtime/admission.ts) counts a request from its arrival until its run has
+// really finished (a timed out run still holds its slot until onnxruntime returns in its worker),
+// so the pool never holds more than --max-inflight requests. The main thread does HTTP, WebSocket,
+// auth, admission and validation only: onnxruntime-node runs synchronously on its calling thread,
+// so runs happen in --workers worker threads (runtime/worker-pool.ts), one run at a time each, and
+// the deadline timer, health checks and other clients are never held behind a run.
+//
+// Hostile clients (docs/security.md has every limit, its default and what the client sees):
+// - an upgrade without a valid token is refused before any WebSocket exists (runtime/ws-refuse.ts);
+// - at most --max-connections TCP connections; past it a new one is closed at accept;
+// - headers, whole requests and idle keep-alive connections are timed (--headers-timeout-ms, ...);
+// - a WebSocket whose peer does not read its replies is paused (not read from) while more than
+//   --ws-send-buffer bytes wait for it; every --heartbeat-ms each socket is pinged and one that
+//   missed two pongs is terminated (runtime/heartbeat.ts);
+// - log lines are escaped and rate-limited per kind (runtime/log-limiter.ts).
 import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import ort from "onnxruntime-node";
 import { WebSocketServer, type WebSocket } from "ws";
 import { DynoError } from "../compiler/errors.js";
+import { Admission } from "./admission.js";
 import { openBundle, type Bundle } from "./bundle.js";
-import { Executor, PayloadError } from "./executor.js";
+import { Heartbeat } from "./heartbeat.js";
+import { escapeLogText, LogLimiter } from "./log-limiter.js";
 import type { Manifest } from "./manifest.js";
 import { Registry } from "./metrics.js";
 import {
-  decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, MessageType, modelId, parseRequest, peekId,
-  PROTOCOL_VERSION, ProtocolError, validateRequest, type ErrorKind, type OutputTensor, type Status, type Timing,
+  decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, maxRequestBytes, maxResponseBytes, MessageType, modelId,
+  parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, type ErrorKind, type OutputTensor, type Status,
+  type Timing,
 } from "./protocol.js";
+import { WorkerPayloadError, WorkerPool, type PoolStats } from "./worker-pool.js";
+import { refuseHttp, refuseWebSocket } from "./ws-refuse.js";
 
 export const WS_PATH = "/v1/ws";
 export const INFER_PATH = "/v1/infer";
@@ -42,15 +57,40 @@ export const WS_CLOSE_UNAUTHORIZED = 4401;
 export const WS_PROTOCOL = "dyno.v1";
 export const WS_BEARER_PREFIX = "dyno-bearer.";
 
+const MiB = 1024 * 1024;
+/** A device's largest bandwidth probe by default (runtime/device.ts bandwidthProbe.maxBytes). */
+const DEVICE_PROBE_BYTES = MiB;
+
 export const SERVE_DEFAULTS = {
   host: "127.0.0.1",
   port: 8080,
-  maxBody: 64 * 1024 * 1024,
   maxInflight: 64,
   maxInflightPerClient: 16,
   timeoutMs: 30_000,
   threads: 1,
+  workers: 1,
+  maxConnections: 256,
+  heartbeatMs: 30_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  logIntervalMs: 10_000,
+  logBurst: 5,
 } as const;
+
+/**
+ * The default --max-body: the bundle's largest legal request (protocol.ts maxRequestBytes) with a
+ * quarter more as margin, and never less than a device's largest bandwidth probe; whole KiB.
+ */
+export function defaultMaxBody(manifest: Pick<Manifest, "variants" | "cuts">): number {
+  const bytes = Math.max(DEVICE_PROBE_BYTES + PREFIX_BYTES, Math.ceil(maxRequestBytes(manifest) * 1.25));
+  return Math.ceil(bytes / 1024) * 1024;
+}
+
+/** The default --ws-send-buffer: 1 MiB, or four of the bundle's largest replies if more. */
+export function defaultWsSendBuffer(manifest: Pick<Manifest, "model">): number {
+  return Math.max(MiB, 4 * maxResponseBytes(manifest));
+}
 
 export interface ServeOptions {
   /** A bundle directory (opened with checksums) or an open bundle. */
@@ -60,22 +100,57 @@ export interface ServeOptions {
   port?: number;
   /** Bearer token every request must carry (health checks excepted); none: no auth. */
   token?: string;
-  /** Largest request message in bytes (HTTP body, WebSocket message). */
+  /** Largest request message in bytes (HTTP body, WebSocket message); default: defaultMaxBody. */
   maxBody?: number;
   /** Requests admitted at once in the whole server. */
   maxInflight?: number;
   /** Requests admitted at once per WebSocket connection, and per remote address over HTTP. */
   maxInflightPerClient?: number;
+  /** Requests admitted at once per remote address over all its connections (default 2x per client). */
+  maxInflightPerAddress?: number;
   /** From a request's arrival to its response; past it the reply is a `timeout` error. */
   timeoutMs?: number;
-  /** onnxruntime intra-op threads per session. */
+  /** onnxruntime intra-op threads per session (in each worker). */
   threads?: number;
-  /** One line per error response and per server-side failure (default: none). */
+  /** Worker threads running inference, each with its own sessions. */
+  workers?: number;
+  /** Open TCP connections (HTTP and WebSocket); past it a new connection is closed at accept. */
+  maxConnections?: number;
+  /** WebSocket ping interval; a socket that missed two pongs is terminated. */
+  heartbeatMs?: number;
+  /** Reply bytes waiting for one WebSocket past which the server stops reading from it (default: defaultWsSendBuffer). */
+  wsSendBufferBytes?: number;
+  /** Time for a client to send its request headers (Node's server.headersTimeout). */
+  headersTimeoutMs?: number;
+  /** Time for a client to send a whole HTTP request, body included (server.requestTimeout). */
+  requestTimeoutMs?: number;
+  /** An idle keep-alive HTTP connection is closed after this (server.keepAliveTimeout). */
+  keepAliveTimeoutMs?: number;
+  /** Log lines per kind written as they come in each interval; the rest are summarised. */
+  logBurst?: number;
+  logIntervalMs?: number;
+  /** One line per error response and per server-side failure (default: none); escaped, rate-limited. */
   log?: (line: string) => void;
   /** Reported by GET /v2. */
   version?: string;
-  /** Awaited before each executor run; tests use it to hold requests in flight. */
+  /** Awaited when a request has its worker, before it runs; tests use it to hold requests in flight. */
   beforeRun?: (variant: string) => Promise<void> | void;
+}
+
+/** Server state for tests and operators (also in /metrics). */
+export interface ServerStats {
+  /** Open TCP connections. */
+  connections: number;
+  ws: {
+    open: number;
+    /** Sockets not read from because their peer is not reading its replies. */
+    paused: number;
+    /** The most reply bytes seen waiting for one socket, right after a send. */
+    maxBufferedBytes: number;
+  };
+  pool: PoolStats;
+  /** Bytes read (and dropped) from refused WebSocket upgrades. */
+  unauthorizedBytesRead: number;
 }
 
 export interface DynoServer {
@@ -90,19 +165,20 @@ export interface DynoServer {
   readonly inflight: number;
   /** The /metrics text. */
   metrics(): string;
+  stats(): ServerStats;
   /**
    * Graceful shutdown: stop accepting, report not ready, refuse new requests (`unavailable`),
-   * finish the admitted ones and send their responses, then close every socket and release the
-   * onnxruntime sessions. Idempotent.
+   * finish the admitted ones and send their responses, then close every socket, stop the workers
+   * and release their onnxruntime sessions. Idempotent.
    */
   close(): Promise<void>;
 }
 
 type Transport = "ws" | "http";
 
-/** Admission is counted per client: a WebSocket connection, or a remote address over HTTP. */
+/** Who a request counts against: its client (a connection, or an HTTP address) and its address. */
 interface Client {
-  inflight: number;
+  key: string;
   remote: string;
 }
 
@@ -111,17 +187,48 @@ interface Outcome {
   status: Status;
 }
 
+/** A WebSocket's server-side state. */
+interface Peer {
+  ws: WebSocket;
+  client: Client;
+  beat: Heartbeat;
+  paused: boolean;
+}
+
 const CLOUD_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export async function startServer(options: ServeOptions): Promise<DynoServer> {
-  const o = { ...SERVE_DEFAULTS, ...stripUndefined(options) };
-  for (const [k, v] of Object.entries({ maxBody: o.maxBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, timeoutMs: o.timeoutMs, threads: o.threads })) {
-    if (!Number.isInteger(v) || v < 1) throw new DynoError(`serve: ${k} must be a positive integer, got ${v}`);
-  }
-  const log = options.log ?? (() => {});
   const bundle = typeof options.bundle === "string" ? openBundle(options.bundle) : options.bundle;
   const manifest = bundle.manifest;
-  const executor = await Executor.open(bundle, { threads: o.threads });
+  const given = stripUndefined(options);
+  const o = {
+    ...SERVE_DEFAULTS,
+    maxBody: defaultMaxBody(manifest),
+    wsSendBufferBytes: defaultWsSendBuffer(manifest),
+    maxInflightPerAddress: 2 * (given.maxInflightPerClient ?? SERVE_DEFAULTS.maxInflightPerClient),
+    ...given,
+  };
+  const positive = {
+    maxBody: o.maxBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress,
+    timeoutMs: o.timeoutMs, threads: o.threads, workers: o.workers, maxConnections: o.maxConnections, heartbeatMs: o.heartbeatMs,
+    wsSendBufferBytes: o.wsSendBufferBytes, headersTimeoutMs: o.headersTimeoutMs, requestTimeoutMs: o.requestTimeoutMs,
+    keepAliveTimeoutMs: o.keepAliveTimeoutMs, logBurst: o.logBurst, logIntervalMs: o.logIntervalMs,
+  };
+  for (const [k, v] of Object.entries(positive)) {
+    if (!Number.isInteger(v) || v < 1) throw new DynoError(`serve: ${k} must be a positive integer, got ${v}`);
+  }
+  if (o.headersTimeoutMs > o.requestTimeoutMs) throw new DynoError(`serve: headersTimeoutMs (${o.headersTimeoutMs}) must not exceed requestTimeoutMs (${o.requestTimeoutMs})`);
+
+  const sink = options.log ?? (() => {});
+  const limiter = new LogLimiter({ burst: o.logBurst, intervalMs: o.logIntervalMs, emit: sink });
+  /** Every log line: escaped, and rate-limited per `category` (its summary's noun). */
+  const log = (category: string, remote: string, line: string) => limiter.note(category, remote, escapeLogText(line), performance.now());
+  const pool = await WorkerPool.open(bundle, {
+    workers: o.workers,
+    threads: o.threads,
+    beforeRun: options.beforeRun,
+    log: (line) => log("worker failures", "-", line),
+  });
   const authorized = tokenCheck(options.token);
 
   const registry = new Registry();
@@ -133,64 +240,53 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     bytesIn: registry.counter("dyno_received_bytes_total", "Request bytes received, by transport."),
     inflight: registry.gauge("dyno_inflight_requests", "Requests admitted and not yet finished."),
     ready: registry.gauge("dyno_ready", "1 when loaded and not draining."),
+    connections: registry.gauge("dyno_connections", "Open TCP connections."),
+    refused: registry.counter("dyno_refused_connections_total", "Connections refused, by reason (max-connections, unauthorized)."),
+    terminated: registry.counter("dyno_ws_terminated_total", "WebSocket connections cut by the server, by reason (heartbeat)."),
+    paused: registry.gauge("dyno_ws_paused", "WebSocket connections not read from while their peer does not read its replies."),
   };
 
-  let inflight = 0;
+  const admission = new Admission({ total: o.maxInflight, perClient: o.maxInflightPerClient, perAddress: o.maxInflightPerAddress });
+  const stats = { connections: 0, paused: 0, maxBufferedBytes: 0, unauthorizedBytesRead: 0 };
   let draining = false;
   let drained: (() => void) | null = null;
-  let queue: Promise<void> = Promise.resolve();
-  const httpClients = new Map<string, Client>();
   const id16 = modelId(manifest);
 
   const admit = (client: Client, id: number): (() => void) => {
-    if (inflight >= o.maxInflight) throw new ProtocolError("overloaded", `server has ${inflight} requests in flight (limit ${o.maxInflight}); retry later`, id);
-    if (client.inflight >= o.maxInflightPerClient) throw new ProtocolError("overloaded", `this client has ${client.inflight} requests in flight (limit ${o.maxInflightPerClient} per client); retry later`, id);
-    inflight++;
-    client.inflight++;
-    m.inflight.set({}, inflight);
-    let released = false;
+    const release = admission.admit(client.key, client.remote, id);
+    m.inflight.set({}, admission.inflight);
     return () => {
-      if (released) return;
-      released = true;
-      inflight--;
-      client.inflight--;
-      m.inflight.set({}, inflight);
-      if (inflight === 0 && drained) drained();
+      release();
+      m.inflight.set({}, admission.inflight);
+      if (admission.inflight === 0 && drained) drained();
     };
   };
 
-  /** Runs a checked request on the serialised executor queue, under the request's deadline. */
+  /**
+   * Runs a checked request in the pool under its deadline. The deadline answers at once, queued or
+   * running; `release` is called when the job is off the pool (cancelled while queued, or back
+   * from its worker), never before.
+   */
   const run = (valid: ReturnType<typeof validateRequest>, arrived: number, release: () => void) =>
     new Promise<{ outputs: OutputTensor[]; timing: Omit<Timing, "totalMs"> }>((resolve, reject) => {
-      let state: "queued" | "running" | "done" = "queued";
+      const job = pool.submit(valid.variant.id, valid.payloads);
+      let answered = false;
       const timer = setTimeout(() => {
-        if (state === "done") return;
-        const where = state === "queued" ? "still waiting for the executor" : "the model was still running";
-        state = "done";
+        answered = true;
+        const where = job.cancel() ? "still waiting for the executor" : "the model was still running";
         reject(new ProtocolError("timeout", `no result within ${o.timeoutMs} ms (${where})`, valid.id));
       }, Math.max(0, o.timeoutMs - (performance.now() - arrived)));
-      const job = async () => {
-        if (state === "done") return;
-        state = "running";
-        const started = performance.now();
-        try {
-          await options.beforeRun?.(valid.variant.id);
-          const r = await executor.cloud(valid.variant.id, valid.payloads);
-          const segmentMs = r.segmentMs.reduce((a, b) => a + b, 0);
-          const outputs = manifest.model.outputs.map((spec) => toOutput(spec.name, r.outputs[spec.name]));
-          if (state !== "running") return;
-          state = "done";
-          resolve({ outputs, timing: { queueMs: started - arrived, decodeMs: r.decodeMs, segmentMs, cloudMs: r.decodeMs + segmentMs } });
-        } catch (e) {
-          if (state !== "running") return;
-          state = "done";
-          reject(e);
-        } finally {
-          clearTimeout(timer);
-        }
-      };
-      const done = queue.then(job);
-      queue = done.finally(release);
+      job.result.then((r) => {
+        if (answered) return;
+        const queueMs = (job.startedAt ?? arrived) - arrived;
+        resolve({ outputs: r.outputs, timing: { queueMs, decodeMs: r.decodeMs, segmentMs: r.segmentMs, cloudMs: r.decodeMs + r.segmentMs } });
+      }, (e: unknown) => {
+        if (!answered) reject(e);
+      }).finally(() => {
+        answered = true;
+        clearTimeout(timer);
+        release();
+      });
     });
 
   /** One request frame in, one response frame out; never throws. */
@@ -198,49 +294,71 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     const arrived = performance.now();
     m.bytesIn.add({ transport }, bytes.length);
     let release: (() => void) | null = null;
+    let handedOver = false;
     let id = peekId(bytes);
     let variant: string | undefined;
     try {
       const frame = decodeFrame(bytes);
       id = frame.id;
-      if (frame.type === MessageType.Ping) {
-        if (draining) throw new ProtocolError("unavailable", "server is shutting down", id);
-        return { bytes: encodePong(id), status: "ok" };
-      }
       if (draining) throw new ProtocolError("unavailable", "server is shutting down", id);
+      if (frame.type === MessageType.Ping) return { bytes: encodePong(id), status: "ok" };
       release = admit(client, id);
       const valid = validateRequest(manifest, parseRequest(frame));
       variant = valid.variant.id;
       m.variants.add({ variant });
+      handedOver = true; // from here run() releases the slot, when the job is off the pool
       const r = await run(valid, arrived, release);
-      release = null; // the queue releases it when the run ends
       const timing: Timing = { ...r.timing, totalMs: performance.now() - arrived };
       m.cloud.observe(timing.cloudMs / 1000);
       m.requests.add({ transport, status: "ok" });
       return { bytes: encodeResponse({ id, status: "ok", timing, outputs: r.outputs }), status: "ok" };
     } catch (e) {
       const err = asProtocolError(e, id);
-      if (err.kind !== "timeout") release?.();
+      if (!handedOver) release?.();
       m.requests.add({ transport, status: err.kind });
       m.errors.add({ kind: err.kind });
-      log(`dyno serve: ${transport} ${client.remote} request ${id}${variant ? ` (${variant})` : ""}: ${err.kind}: ${err.message}`);
+      log(`${err.kind} requests`, client.remote, `dyno serve: ${transport} ${client.remote} request ${id}${variant ? ` (${variant})` : ""}: ${err.kind}: ${err.message}`);
       return { bytes: errorResponse(id, err.kind, err.message), status: err.kind };
     }
   };
 
   // --- HTTP ---------------------------------------------------------------------------------
 
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({
+    headersTimeout: o.headersTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    // Node checks both timeouts on this period (default 30 s, which would let a 10 s bound be 40 s).
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+  }, (req, res) => {
     route(req, res).catch((e) => {
-      log(`dyno serve: internal error on ${req.method} ${req.url}: ${(e as Error).message}`);
+      log("internal errors", req.socket.remoteAddress ?? "?", `dyno serve: internal error on ${req.method} ${req.url}: ${(e as Error).message}`);
       if (!res.headersSent) json(res, 500, { error: "internal error" });
       else res.destroy();
     });
   });
-  server.on("clientError", (e, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  server.keepAliveTimeout = o.keepAliveTimeoutMs;
+  // Refused at accept: never read, never answered (the peer sees the connection closed).
+  server.maxConnections = o.maxConnections;
+  server.on("drop", (data?: { remoteAddress?: string }) => {
+    m.refused.add({ reason: "max-connections" });
+    const remote = data?.remoteAddress ?? "?";
+    log("connections over --max-connections", remote, `dyno serve: ${remote}: connection refused: ${o.maxConnections} connections open (--max-connections)`);
+  });
+  server.on("connection", (socket) => {
+    stats.connections++;
+    m.connections.set({}, stats.connections);
+    socket.once("close", () => {
+      stats.connections--;
+      m.connections.set({}, stats.connections);
+    });
+  });
+  server.on("clientError", (e: NodeJS.ErrnoException, socket) => {
+    // Headers or a whole request not sent within their timeout: 408, as Node itself answers.
+    const status = e.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : e.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
-    log(`dyno serve: bad HTTP from a client: ${e.message}`);
+    const remote = (socket as { remoteAddress?: string }).remoteAddress ?? "?";
+    log("slow or malformed HTTP requests", remote, `dyno serve: bad HTTP from ${remote}: ${e.message}`);
   });
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -272,7 +390,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       return json(res, 404, { error: `unknown model "${name ?? path}": this server hosts "${manifest.model.name}" (version ${id16})` });
     }
     if (mm[3]) return json(res, ready() ? 200 : 503, { name: manifest.model.name, ready: ready() });
-    return json(res, 200, modelMetadata(manifest, o.maxBody));
+    return json(res, 200, modelMetadata(manifest, o));
   };
 
   const get = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
@@ -295,7 +413,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     const refuse = (kind: ErrorKind, message: string) => {
       m.requests.add({ transport: "http", status: kind });
       m.errors.add({ kind });
-      log(`dyno serve: http ${remote}: ${kind}: ${message}`);
+      log(`${kind} requests`, remote, `dyno serve: http ${remote}: ${kind}: ${message}`);
       // The body is left unread: close the connection rather than drain it.
       reply(kind, errorResponse(0, kind, message), true);
     };
@@ -303,10 +421,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     const body = await readBody(req, o.maxBody);
     if (body === "too-large") return refuse("too-large", `request body over the limit of ${o.maxBody} bytes (--max-body)`);
     if (body === null) return; // the client went away
-    let client = httpClients.get(remote);
-    if (!client) httpClients.set(remote, (client = { inflight: 0, remote }));
-    const outcome = await handle(body, client, "http");
-    if (client.inflight === 0) httpClients.delete(remote);
+    const outcome = await handle(body, { key: `http ${remote}`, remote }, "http");
     if (!res.destroyed) reply(outcome.status, outcome.bytes);
   };
 
@@ -317,59 +432,106 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     maxPayload: o.maxBody,
     handleProtocols: (offered) => (offered.has(WS_PROTOCOL) ? WS_PROTOCOL : false),
   });
-  const sockets = new Set<WebSocket>();
+  const peers = new Set<Peer>();
+  let connectionCount = 0;
 
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const remote = req.socket.remoteAddress ?? "?";
     const path = (req.url ?? "/").split("?")[0];
-    if (path !== WS_PATH) return rejectUpgrade(socket, 404, `no WebSocket at ${path} (use ${WS_PATH})`);
-    if (draining) return rejectUpgrade(socket, 503, "server is shutting down");
-    const ok = authorized(bearerOf(req) ?? bearerOfProtocols(req));
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      if (!ok) {
-        m.errors.add({ kind: "unauthorized" });
-        log(`dyno serve: ws ${req.socket.remoteAddress}: unauthorized: missing or wrong bearer token`);
-        ws.close(WS_CLOSE_UNAUTHORIZED, "unauthorized: missing or wrong bearer token");
-        return;
-      }
-      onConnection(ws, req.socket.remoteAddress ?? "?");
-    });
+    if (path !== WS_PATH) return refuseHttp(socket, head, 404, `no WebSocket at ${path} (use ${WS_PATH})`);
+    if (draining) return refuseHttp(socket, head, 503, "server is shutting down");
+    if (!authorized(bearerOf(req) ?? bearerOfProtocols(req))) {
+      m.errors.add({ kind: "unauthorized" });
+      m.refused.add({ reason: "unauthorized" });
+      log("unauthorized requests", remote, `dyno serve: ws ${remote}: unauthorized: missing or wrong bearer token`);
+      return refuseWebSocket(req, socket, head, WS_CLOSE_UNAUTHORIZED, "unauthorized: missing or wrong bearer token", WS_PROTOCOL, (n) => (stats.unauthorizedBytesRead += n));
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, remote));
   });
 
+  /** Sends a reply; past --ws-send-buffer waiting bytes, stops reading from the peer until they drain. */
+  const send = (peer: Peer, bytes: Uint8Array) => {
+    const { ws } = peer;
+    if (ws.readyState !== ws.OPEN) return;
+    ws.send(bytes, () => {
+      if (peer.paused && ws.bufferedAmount <= o.wsSendBufferBytes / 2) {
+        peer.paused = false;
+        m.paused.set({}, --stats.paused);
+        ws.resume();
+      }
+    });
+    const buffered = ws.bufferedAmount;
+    stats.maxBufferedBytes = Math.max(stats.maxBufferedBytes, buffered);
+    if (!peer.paused && buffered > o.wsSendBufferBytes) {
+      peer.paused = true;
+      m.paused.set({}, ++stats.paused);
+      ws.pause();
+    }
+  };
+
   const onConnection = (ws: WebSocket, remote: string) => {
-    sockets.add(ws);
-    const client: Client = { inflight: 0, remote };
-    ws.on("close", () => sockets.delete(ws));
+    const peer: Peer = { ws, client: { key: `ws#${++connectionCount}`, remote }, beat: new Heartbeat(2), paused: false };
+    peers.add(peer);
+    ws.on("close", () => {
+      peers.delete(peer);
+      if (peer.paused) m.paused.set({}, --stats.paused);
+    });
+    ws.on("pong", () => peer.beat.pong());
     ws.on("error", (e) => {
       // ws closes the connection itself (1009) when a message is over maxPayload.
       if ((e as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
         m.requests.add({ transport: "ws", status: "too-large" });
         m.errors.add({ kind: "too-large" });
       }
-      log(`dyno serve: ws ${remote}: ${e.message}`);
+      log("WebSocket errors", remote, `dyno serve: ws ${remote}: ${e.message}`);
     });
     ws.on("message", (data, isBinary) => {
       if (!isBinary) {
         m.errors.add({ kind: "bad-request" });
-        ws.send(errorResponse(0, "bad-request", "text message: requests are binary WebSocket messages"));
+        send(peer, errorResponse(0, "bad-request", "text message: requests are binary WebSocket messages"));
         return;
       }
       const buf = data as Buffer;
-      void handle(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), client, "ws").then((r) => {
-        if (ws.readyState === ws.OPEN) ws.send(r.bytes);
-      });
+      void handle(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), peer.client, "ws").then((r) => send(peer, r.bytes));
     });
   };
 
+  const heartbeat = setInterval(() => {
+    for (const peer of peers) {
+      if (peer.beat.tick() === "ping") {
+        try {
+          peer.ws.ping();
+        } catch {
+          /* closing already */
+        }
+        continue;
+      }
+      m.terminated.add({ reason: "heartbeat" });
+      log("WebSocket peers cut for missed pongs", peer.client.remote, `dyno serve: ws ${peer.client.remote}: no pong to the last 2 pings (--heartbeat-ms ${o.heartbeatMs}): connection cut`);
+      peer.ws.terminate();
+    }
+  }, o.heartbeatMs);
+  heartbeat.unref();
+  const flushLog = setInterval(() => limiter.flush(performance.now()), Math.max(10, Math.min(1000, Math.floor(o.logIntervalMs / 4))));
+  flushLog.unref();
+
   // --- Listen, close ------------------------------------------------------------------------
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(o.port, o.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
-  server.on("error", (e) => log(`dyno serve: ${e.message}`));
+  } catch (e) {
+    clearInterval(heartbeat);
+    clearInterval(flushLog);
+    await pool.close();
+    throw e;
+  }
+  server.on("error", (e) => log("server errors", "-", `dyno serve: ${e.message}`));
   const address = server.address() as AddressInfo;
   const host = address.address;
   const urlHost = host.includes(":") ? `[${host}]` : host;
@@ -383,20 +545,22 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       m.ready.set({}, 0);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      if (inflight > 0) await new Promise<void>((resolve) => (drained = resolve));
-      await queue;
+      if (admission.inflight > 0) await new Promise<void>((resolve) => (drained = resolve));
       // The last responses are encoded and handed to their sockets in microtasks after their
       // runs end; a macrotask turn lets all of them go out before the sockets close.
       await new Promise((resolve) => setImmediate(resolve));
-      await Promise.all([...sockets].map((ws) => closeSocket(ws)));
+      await Promise.all([...peers].map((p) => closeSocket(p.ws)));
       server.closeIdleConnections();
       // Responses already handed to the kernel go out first; a client that holds a connection
       // open past a grace period is cut.
       const grace = setTimeout(() => server.closeAllConnections(), 2000);
       await closed;
       clearTimeout(grace);
+      clearInterval(heartbeat);
+      clearInterval(flushLog);
+      limiter.flush(Infinity);
       wss.close();
-      await executor.release();
+      await pool.close();
     })());
 
   return {
@@ -408,9 +572,15 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       return ready();
     },
     get inflight() {
-      return inflight;
+      return admission.inflight;
     },
     metrics: () => registry.render(),
+    stats: () => ({
+      connections: stats.connections,
+      ws: { open: peers.size, paused: stats.paused, maxBufferedBytes: stats.maxBufferedBytes },
+      pool: pool.stats(),
+      unauthorizedBytesRead: stats.unauthorizedBytesRead,
+    }),
     close,
   };
 }
@@ -426,10 +596,6 @@ function closeSocket(ws: WebSocket): Promise<void> {
     });
     ws.close(1001, "server shutting down");
   });
-}
-
-function rejectUpgrade(socket: Duplex, status: number, message: string): void {
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`);
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
@@ -499,20 +665,14 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array 
 
 function asProtocolError(e: unknown, id: number): ProtocolError {
   if (e instanceof ProtocolError) return e;
-  if (e instanceof PayloadError) return new ProtocolError("bad-request", e.message, id);
+  if (e instanceof WorkerPayloadError) return new ProtocolError("bad-request", e.message, id);
   return new ProtocolError("internal", `cloud run failed: ${(e as Error)?.message ?? String(e)}`, id);
-}
-
-function toOutput(name: string, t: ort.Tensor | undefined): OutputTensor {
-  if (!t) throw new DynoError(`the cloud segments did not produce model output "${name}"`);
-  const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number | bigint>, Number);
-  return { name, dims: [...t.dims], data };
 }
 
 const DATATYPES: Record<string, string> = { float32: "FP32", float16: "FP16", float64: "FP64", int64: "INT64", int32: "INT32", int8: "INT8", uint8: "UINT8", bool: "BOOL" };
 
-/** KServe v2 model metadata, plus what a dyno device needs to know about the variants. */
-function modelMetadata(manifest: Manifest, maxBody: number) {
+/** KServe v2 model metadata, plus what a dyno device needs to know about the variants and limits. */
+function modelMetadata(manifest: Manifest, o: { maxBody: number; maxInflight: number; maxInflightPerClient: number; maxInflightPerAddress: number; timeoutMs: number }) {
   const tensor = (t: { name: string; dtype: string; shape: (number | string | null)[] }) => ({
     name: t.name,
     datatype: DATATYPES[t.dtype] ?? t.dtype.toUpperCase(),
@@ -530,7 +690,8 @@ function modelMetadata(manifest: Manifest, maxBody: number) {
       protocol: PROTOCOL_VERSION,
       model: modelId(manifest),
       endpoints: { ws: WS_PATH, http: INFER_PATH },
-      maxBody,
+      maxBody: o.maxBody,
+      limits: { maxBody: o.maxBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress, timeoutMs: o.timeoutMs },
       variants: manifest.variants
         .filter((v) => cuts.get(v.cut)!.kind !== "output")
         .map((v) => ({ id: v.id, cut: v.cut, codec: v.codec, admissible: v.admissible, accuracy: v.accuracy, tensors: cuts.get(v.cut)!.tensors.map(tensor) })),

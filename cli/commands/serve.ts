@@ -1,4 +1,5 @@
-// dyno serve BUNDLE: host the cloud parts of a bundle (runtime/server.ts; docs/protocol.md).
+// dyno serve BUNDLE: host the cloud parts of a bundle (runtime/server.ts; docs/protocol.md; every
+// limit, its default and what a client sees past it: docs/security.md).
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { UsageError } from "../../compiler/errors.js";
@@ -9,17 +10,27 @@ import { dynoVersion } from "../version.js";
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--timeout-ms N] [--threads N]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N]",
   help: [
-    `  --host H                     address to listen on (default ${SERVE_DEFAULTS.host})`,
-    `  --port N                     port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
-    "  --token-file F               require Authorization: Bearer <the file's content, trimmed> on every",
-    "                               request except /v2/health/*",
-    `  --max-body BYTES             largest request message (default ${SERVE_DEFAULTS.maxBody}); over it: 413 / WS close 1009`,
-    `  --max-inflight N             requests in flight in the server (default ${SERVE_DEFAULTS.maxInflight}); over it: 429`,
-    `  --max-inflight-per-client N  per WebSocket connection or HTTP remote address (default ${SERVE_DEFAULTS.maxInflightPerClient})`,
-    `  --timeout-ms N               per request, arrival to response (default ${SERVE_DEFAULTS.timeoutMs}); over it: 504`,
-    "  --threads N                  onnxruntime intra-op threads per session (default: cores, at most 4)",
+    `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
+    `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
+    "  --token-file F                 require Authorization: Bearer <the file's content, trimmed> on every",
+    "                                 request except /v2/health/* (browsers: subprotocol dyno-bearer.<base64url>)",
+    "  --workers N                    worker threads running inference, each with its own sessions (default: cores)",
+    "  --threads N                    onnxruntime intra-op threads per session (default: cores / workers, 1 to 4)",
+    "  --max-body BYTES               largest request message (default: the bundle's largest request + 25%,",
+    "                                 at least 1 MiB); over it: 413 / WS close 1009",
+    `  --max-inflight N               requests in flight in the server (default ${SERVE_DEFAULTS.maxInflight}); over it: 429`,
+    `  --max-inflight-per-client N    per WebSocket connection or HTTP remote address (default ${SERVE_DEFAULTS.maxInflightPerClient})`,
+    "  --max-inflight-per-address N   per remote address over all its connections (default: 2x per client)",
+    `  --timeout-ms N                 per request, arrival to response, queued or running (default ${SERVE_DEFAULTS.timeoutMs}); over it: 504`,
+    `  --max-connections N            open TCP connections (default ${SERVE_DEFAULTS.maxConnections}); past it new ones are closed at once`,
+    `  --heartbeat-ms N               WebSocket ping interval; 2 missed pongs cut the socket (default ${SERVE_DEFAULTS.heartbeatMs})`,
+    "  --ws-send-buffer BYTES         reply bytes waiting for a WebSocket past which it is not read from",
+    "                                 until they drain (default: 1 MiB, or 4 of the bundle's largest replies)",
+    `  --headers-timeout-ms N         time to send request headers (default ${SERVE_DEFAULTS.headersTimeoutMs}); over it: 408, closed`,
+    `  --request-timeout-ms N         time to send a whole HTTP request (default ${SERVE_DEFAULTS.requestTimeoutMs}); over it: 408, closed`,
+    `  --keep-alive-timeout-ms N      idle keep-alive connections are closed after this (default ${SERVE_DEFAULTS.keepAliveTimeoutMs})`,
   ].join("\n"),
   options: {
     host: { type: "string" },
@@ -28,8 +39,16 @@ export const serve: Command = {
     "max-body": { type: "string" },
     "max-inflight": { type: "string" },
     "max-inflight-per-client": { type: "string" },
+    "max-inflight-per-address": { type: "string" },
     "timeout-ms": { type: "string" },
     threads: { type: "string" },
+    workers: { type: "string" },
+    "max-connections": { type: "string" },
+    "heartbeat-ms": { type: "string" },
+    "ws-send-buffer": { type: "string" },
+    "headers-timeout-ms": { type: "string" },
+    "request-timeout-ms": { type: "string" },
+    "keep-alive-timeout-ms": { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError(`serve: expected one BUNDLE\nusage: dyno ${serve.usage}`);
@@ -40,6 +59,8 @@ export const serve: Command = {
       if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${flag} "${v}" is not an integer >= ${min}`);
       return n;
     };
+    const cores = Math.max(1, availableParallelism());
+    const workers = int("workers", 1) ?? cores;
     const server = await startServer({
       bundle: positionals[0]!,
       host: values.host as string | undefined,
@@ -48,8 +69,17 @@ export const serve: Command = {
       maxBody: int("max-body", 1),
       maxInflight: int("max-inflight", 1),
       maxInflightPerClient: int("max-inflight-per-client", 1),
+      maxInflightPerAddress: int("max-inflight-per-address", 1),
       timeoutMs: int("timeout-ms", 1),
-      threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())),
+      workers,
+      // Workers x threads stays within the cores: one thread each when every core has a worker.
+      threads: int("threads", 1) ?? Math.max(1, Math.min(4, Math.floor(cores / workers))),
+      maxConnections: int("max-connections", 1),
+      heartbeatMs: int("heartbeat-ms", 1),
+      wsSendBufferBytes: int("ws-send-buffer", 1),
+      headersTimeoutMs: int("headers-timeout-ms", 1),
+      requestTimeoutMs: int("request-timeout-ms", 1),
+      keepAliveTimeoutMs: int("keep-alive-timeout-ms", 1),
       version: dynoVersion(),
       log: (line) => console.error(line),
     });
