@@ -267,9 +267,9 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
    * running; `release` is called when the job is off the pool (cancelled while queued, or back
    * from its worker), never before.
    */
-  const run = (valid: ReturnType<typeof validateRequest>, arrived: number, release: () => void) =>
+  const run = (valid: ReturnType<typeof validateRequest>, client: Client, arrived: number, release: () => void) =>
     new Promise<{ outputs: OutputTensor[]; timing: Omit<Timing, "totalMs"> }>((resolve, reject) => {
-      const job = pool.submit(valid.variant.id, valid.payloads);
+      const job = pool.submit(valid.variant.id, valid.payloads, client.key);
       let answered = false;
       const timer = setTimeout(() => {
         answered = true;
@@ -307,7 +307,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       variant = valid.variant.id;
       m.variants.add({ variant });
       handedOver = true; // from here run() releases the slot, when the job is off the pool
-      const r = await run(valid, arrived, release);
+      const r = await run(valid, client, arrived, release);
       const timing: Timing = { ...r.timing, totalMs: performance.now() - arrived };
       m.cloud.observe(timing.cloudMs / 1000);
       m.requests.add({ transport, status: "ok" });

@@ -2,7 +2,7 @@
 //
 //   main thread                                   worker i (runtime/cloud-worker.ts)
 //   HTTP / WS, auth, admission, validation        its own Executor: every segment session
-//   submit(variant, payloads) ──► FIFO queue ──► idle worker? ──► beforeRun ──► postMessage
+//   submit(variant, payloads, client) ──► fair queue ──► idle worker? ──► beforeRun ──► postMessage
 //                                                  (payloads copied into one ArrayBuffer, transferred)
 //   resolve(outputs) ◄──────────────────────────── outputs (float32 buffers, transferred)
 //
@@ -17,9 +17,16 @@
 // server never submits more than --max-inflight jobs). A job still queued can be cancelled (its
 // deadline passed); a running one cannot: its worker is busy until onnxruntime returns, and the
 // server holds its admission slot until then. A worker that dies fails its job and is replaced.
+//
+// The queue is fair across clients (round robin, FIFO within a client): a free worker takes the
+// oldest job of the client that was served longest ago. With one FIFO, a client holding its 16
+// in-flight slots (one that never reads its replies, say) put 16 runs ahead of every other
+// client's each time: their p99 rose 5-17x. Now another client waits for at most one run per
+// busy client.
 import { Worker } from "node:worker_threads";
 import { DynoError } from "../compiler/errors.js";
 import type { Bundle } from "./bundle.js";
+import { FairQueue } from "./fair-queue.js";
 import type { OutputTensor, WirePayload } from "./protocol.js";
 
 /** What a worker is started with (workerData). */
@@ -92,6 +99,8 @@ interface PendingJob {
   id: number;
   variant: string;
   payloads: WirePayload[];
+  /** Who the job is for (the server's per-address key): the unit of fairness. */
+  client: string;
   startedAt: number | null;
   resolve(r: CloudRun): void;
   reject(e: Error): void;
@@ -133,7 +142,7 @@ function start(init: WorkerInit): Promise<Worker> {
 }
 
 export class WorkerPool {
-  private readonly queue: PendingJob[] = [];
+  private readonly queue = new FairQueue<PendingJob>();
   private nextId = 1;
   private completed = 0;
   private closed = false;
@@ -163,10 +172,10 @@ export class WorkerPool {
     return { workers: this.slots.length, busy: this.slots.filter((s) => s.job).length, queued: this.queue.length, completed: this.completed };
   }
 
-  submit(variant: string, payloads: WirePayload[]): Job {
+  submit(variant: string, payloads: WirePayload[], client = ""): Job {
     let job!: PendingJob;
     const result = new Promise<CloudRun>((resolve, reject) => {
-      job = { id: this.nextId++, variant, payloads, startedAt: null, resolve, reject };
+      job = { id: this.nextId++, variant, payloads, client, startedAt: null, resolve, reject };
     });
     if (this.closed) job.reject(new DynoError("the worker pool is closed"));
     else this.queue.push(job);
@@ -177,9 +186,7 @@ export class WorkerPool {
         return job.startedAt;
       },
       cancel: () => {
-        const i = this.queue.indexOf(job);
-        if (i < 0) return false;
-        this.queue.splice(i, 1);
+        if (!this.queue.remove(job)) return false;
         job.reject(new DynoError("cancelled while queued"));
         return true;
       },
@@ -189,7 +196,7 @@ export class WorkerPool {
   /** Terminates every worker; call after the last job has come back. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const job of this.queue.splice(0)) job.reject(new DynoError("the worker pool is closed"));
+    for (const job of this.queue.drain()) job.reject(new DynoError("the worker pool is closed"));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
@@ -197,7 +204,7 @@ export class WorkerPool {
     for (const slot of this.slots) {
       if (this.queue.length === 0) return;
       if (slot.job) continue;
-      const job = this.queue.shift()!;
+      const job = this.queue.take()!;
       slot.job = job;
       job.startedAt = performance.now();
       void this.send(slot, job);
@@ -267,7 +274,7 @@ export class WorkerPool {
       this.dispatch();
     }, (e: Error) => {
       this.options.log?.(`dyno serve: cannot replace a cloud worker: ${e.message}`);
-      if (this.slots.length === 0) for (const job of this.queue.splice(0)) job.reject(new Error(`no cloud worker left: ${e.message}`));
+      if (this.slots.length === 0) for (const job of this.queue.drain()) job.reject(new Error(`no cloud worker left: ${e.message}`));
     });
   }
 }

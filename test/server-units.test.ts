@@ -104,3 +104,26 @@ u("maxRequestBytes: float32 cut bytes of the largest variant + codec headers + t
 });
 
 u.run();
+
+const fair = suite("fair queue");
+
+fair("FairQueue: round robin over clients, FIFO within one; remove and drain", async () => {
+  const { FairQueue } = await import("../runtime/fair-queue.js");
+  const q = new FairQueue<{ client: string; n: number }>();
+  // A greedy client queues 5 before a quiet one queues 2.
+  const greedy = [1, 2, 3, 4, 5].map((n) => ({ client: "greedy", n }));
+  const quiet = [1, 2].map((n) => ({ client: "quiet", n }));
+  for (const x of [...greedy, ...quiet]) q.push(x);
+  const order = [];
+  for (let x = q.take(); x; x = q.take()) order.push(`${x.client}${x.n}`);
+  assert.equal(order, ["greedy1", "quiet1", "greedy2", "quiet2", "greedy3", "greedy4", "greedy5"]);
+  q.push(greedy[0]!);
+  q.push(quiet[0]!);
+  assert.ok(q.remove(greedy[0]!));
+  assert.not.ok(q.remove(greedy[0]!));
+  assert.equal(q.drain(), [quiet[0]]);
+  assert.is(q.length, 0);
+  assert.is(q.take(), undefined);
+});
+
+fair.run();
