@@ -20,6 +20,7 @@ import type { Variant } from "../runtime/manifest.js";
 import { chooseVariant, predictAll } from "../runtime/scheduler.js";
 import { startServer, type DynoServer, type ServeOptions } from "../runtime/server.js";
 import { compileTestBundle, fixtures } from "./fixtures.js";
+import { gate, until } from "./helpers/waits.js";
 
 /** Over it: the float32 and float16 inputs (16 416 and 8 224 B of payload); under it: 8-bit inputs (at most 3.6 KiB). */
 const MAX_BODY = 8 * 1024;
@@ -65,31 +66,6 @@ function device(cloud: string | CloudClient, options: Partial<DeviceOptions> = {
 function blindClient(url: string, transport: "ws" | "http"): CloudClient {
   const c = connectCloud({ url, model: bundle.manifest.model.sha256, transport, timeoutMs: 5000 });
   return Object.assign(Object.create(c) as CloudClient, { limits: async () => ({}) });
-}
-
-/** A gate for beforeRun: while held, runs wait at their start. */
-function gate() {
-  let release: (() => void) | null = null;
-  let held: Promise<void> | null = null;
-  return {
-    hold() {
-      held = new Promise((r) => (release = r));
-    },
-    open() {
-      release?.();
-      held = null;
-    },
-    beforeRun: () => held ?? undefined,
-  };
-}
-
-/** Polls a condition every 5 ms for at most `ms`. */
-async function until(what: string, ok: () => boolean, ms = 3000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 const tooLarge = (srv: DynoServer) => Number(/dyno_errors_total\{kind="too-large"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
@@ -176,8 +152,12 @@ s("(b) the planner (pure) never offers a variant over the limit", async () => {
   const c = chooseVariant(m, est, { name: "cloud-only", ...limit });
   assert.is(c.predicted.kind, "device-only");
   assert.match(c.reason, /over the server's request limit of 8192 bytes/);
-  assert.is(chooseVariant(m, est, { name: "neurosurgeon" }).id, over.id);
-  assert.is.not(chooseVariant(m, est, { name: "neurosurgeon", ...limit }).id, over.id);
+  // Which float32 cut neurosurgeon takes depends on the compile's measured segment times (noisy);
+  // that it is over the limit without it, and within it with it, does not.
+  const free = chooseVariant(m, est, { name: "neurosurgeon" }).id;
+  assert.ok(bound(free) > MAX_BODY, `neurosurgeon without the limit sends ${free} (${bound(free)} B)`);
+  const limited = chooseVariant(m, est, { name: "neurosurgeon", ...limit });
+  assert.ok(limited.predicted.kind === "device-only" || bound(limited.id) <= MAX_BODY, `neurosurgeon with the limit chose ${limited.id}`);
   // A variant kept by hysteresis is left when it goes over the limit, and the reason says so.
   const left = chooseVariant(m, est, { name: "dyno", hysteresis: 0.99, ...limit }, over.id);
   assert.is.not(left.id, over.id);

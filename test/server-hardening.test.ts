@@ -30,6 +30,7 @@ import { buildRequest, encodeRequest, modelId, type RequestHeader } from "../run
 import { randomFloats } from "../runtime/random.js";
 import { startServer, type DynoServer, type ServeOptions } from "../runtime/server.js";
 import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
+import { gate, until } from "./helpers/waits.js";
 
 const SEED = 1414;
 const TOKEN = "hardening-token";
@@ -128,15 +129,6 @@ function client(srv: DynoServer, options: Partial<CloudOptions> = {}): CloudClie
   return c;
 }
 
-/** Polls a condition every 5 ms for at most `ms` (a bound, not an expectation). */
-async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 async function rejection(p: Promise<unknown>): Promise<CloudError> {
   try {
     await p;
@@ -145,17 +137,6 @@ async function rejection(p: Promise<unknown>): Promise<CloudError> {
     return e as CloudError;
   }
   throw new Error("resolved; expected a CloudError");
-}
-
-/** A gate for beforeRun: while held, runs wait at their start (holding their worker). */
-function gate() {
-  let release: (() => void) | null = null;
-  let held: Promise<void> | null = null;
-  return {
-    hold: () => void (held = new Promise((r) => (release = r))),
-    open: () => (release?.(), (held = null)),
-    beforeRun: () => held ?? undefined,
-  };
 }
 
 const wsUrl = (srv: DynoServer) => `${srv.url.replace("http", "ws")}/v1/ws`;

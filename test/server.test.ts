@@ -23,6 +23,7 @@ import { buildRequest, decodeRequest, decodeResponse, encodeRequest, modelId, ty
 import { randomFloats } from "../runtime/random.js";
 import { startServer, type DynoServer, type ServeOptions } from "../runtime/server.js";
 import { fixtures, ROOT } from "./fixtures.js";
+import { gate, until } from "./helpers/waits.js";
 
 const SEED = 606;
 const TOKEN = "s3cret-token";
@@ -99,31 +100,6 @@ function client(srv: DynoServer, options: Partial<CloudOptions> = {}): CloudClie
   const c = connectCloud({ url: srv.url, model: bundle.manifest.model.sha256, token: TOKEN, timeoutMs: 5000, ...options });
   clients.push(c);
   return c;
-}
-
-/** A gate for beforeRun: while held, runs wait at their start. */
-function gate() {
-  let release: (() => void) | null = null;
-  let held: Promise<void> | null = null;
-  return {
-    hold() {
-      held = new Promise((r) => (release = r));
-    },
-    open() {
-      release?.();
-      held = null;
-    },
-    beforeRun: () => held ?? undefined,
-  };
-}
-
-/** Polls a condition every 5 ms for at most `ms` (no fixed sleeps). */
-async function until(what: string, ok: () => boolean, ms = 3000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 async function rejection(p: Promise<unknown>): Promise<CloudError> {
