@@ -87,7 +87,7 @@ for (const job of jobs.filter((j) => !only || only.some((o) => j.name.includes(o
   const ratio = bundle / model;
   const goal = bundle <= 1.1 * model + 2 ** 20;
   rows.push([job.name, job.exporter, humanBytes(model), `${humanBytes(bundle)} (${ratio.toFixed(2)}x${goal ? "" : ", over the goal"})`, `${seconds.toFixed(0)} s`, `${m.variants.length} (${admissible})`, `${mc.metric.spec.replace(/dict=\S+\//, "dict=")}: ${mc.float32Value.toFixed(2)} ${mc.metric.unit}`, minBitsList(m), verified]);
-  details.push(`- ${job.name}: \`dyno compile ${job.model} -o OUT ${job.args.join(" ")}\``);
+  details.push(`- ${job.name}: \`dyno compile ${job.model} -o OUT --profile-runs 3 ${job.args.join(" ")}\``);
   console.log(table(["model", "exporter", "model size", "bundle", "compile", "variants (admissible)", "metric: float32", "smallest admissible bits per inner cut", "verify"], [rows[rows.length - 1]!]));
   rmSync(out, { recursive: true, force: true });
 }
