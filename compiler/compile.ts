@@ -33,8 +33,9 @@ import { shapeLikeInitializers } from "./passes/shape-inputs.js";
 import { DEFAULTS, decodeInto, encode, initKernels } from "../kernels/index.js";
 import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../runtime/manifest.js";
 import { openSession } from "../runtime/session.js";
-import type { Calibration } from "../runtime/calibration.js";
-import type { Label, Metric, SampleOutputs } from "../runtime/quality/types.js";
+import { labelAt, type Calibration } from "../runtime/calibration.js";
+import type { Metric, SampleOutputs } from "../runtime/quality/types.js";
+import { addStats, asFloat32 } from "../runtime/quality/tensor.js";
 import { defaultMetricSpec, loadMetric, metricDrop } from "../runtime/quality/index.js";
 import { mean, quantile, timingOf } from "../runtime/stats.js";
 
@@ -336,7 +337,7 @@ function sampleOutputs(r: Record<string, ort.Tensor>, names: string[], i: number
     const t = r[name]!;
     const dims = t.dims as number[];
     const per = dims.slice(1).reduce((a, b) => a * b, 1);
-    const all = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number | bigint>, Number);
+    const all = asFloat32(t.data);
     if (n === 1) {
       out[name] = { data: all, dims };
       continue;
@@ -344,10 +345,6 @@ function sampleOutputs(r: Record<string, ort.Tensor>, names: string[], i: number
     out[name] = { data: all.subarray(i * per, (i + 1) * per), dims: [1, ...dims.slice(1)] };
   }
   return out;
-}
-
-function labelOf(cal: Calibration, i: number): Label | null {
-  return cal.labels ? cal.labels[i]! : null;
 }
 
 /** The float32 model on every calibration sample: the metric's per-sample references and its summed stats. */
@@ -359,17 +356,13 @@ async function referenceOutputs(model: Model, cal: Calibration, run: RunShape, m
     const r = await s.run({ [run.inputName]: inputTensor(cal.batch(start, n), run.perSample, n) });
     for (let i = 0; i < n; i++) {
       const outputs = sampleOutputs(r, run.outputs, i, n);
-      const ref = metric.reference(outputs, labelOf(cal, start + i));
+      const ref = metric.reference(outputs, labelAt(cal, start + i));
       refs.push(ref);
-      addInto(stats, metric.stats(outputs, ref, labelOf(cal, start + i)));
+      addStats(stats, metric.stats(outputs, ref, labelAt(cal, start + i)));
     }
   }
   await s.release();
   return { refs, stats };
-}
-
-function addInto(sum: number[], x: readonly number[]): void {
-  for (let k = 0; k < x.length; k++) sum[k] = (sum[k] ?? 0) + x[k]!;
 }
 
 /** Cut tensors for every calibration sample: per tensor, one Float32Array of all samples. */
@@ -429,7 +422,7 @@ async function profileVariant(cloud: ort.InferenceSession, tensors: string[], ac
       feeds[t] = new ort.Tensor("float32", decoded, n === 1 ? a.sample : [n, ...a.sample.slice(1)]);
     }
     const r = await cloud.run(feeds);
-    for (let i = 0; i < n; i++) addInto(stats, metric.stats(sampleOutputs(r, run.outputs, i, n), refs[start + i], labelOf(cal, start + i)));
+    for (let i = 0; i < n; i++) addStats(stats, metric.stats(sampleOutputs(r, run.outputs, i, n), refs[start + i], labelAt(cal, start + i)));
   }
   return { stats, wire: wireStats(bytes), encode: timingOf(enc), decode: timingOf(dec) };
 }

@@ -432,3 +432,8 @@ function randomBatch(start: number, n: number, per: number): Float32Array {
   for (let i = 0; i < n; i++) out.set(randomFloats(per, 1000 + start + i), i * per);
   return out;
 }
+
+/** Sample i's label, or null when the data is unlabelled. */
+export function labelAt(cal: Calibration, i: number): Label | null {
+  return cal.labels ? cal.labels[i]! : null;
+}

@@ -7,7 +7,7 @@
 // the calibration data through this runtime.
 import ort from "onnxruntime-node";
 import type { Bundle } from "./bundle.js";
-import type { Calibration } from "./calibration.js";
+import { labelAt, type Calibration } from "./calibration.js";
 import { decodeWithShape } from "../kernels/index.js";
 import { Executor } from "./executor.js";
 import type { Variant } from "./manifest.js";
@@ -17,7 +17,8 @@ import { DynoGraphRunner } from "./graph-runner.js";
 import { payloadName } from "../compiler/passes/insert-pack.js";
 import type { Model } from "../compiler/ir/graph.js";
 import { loadMetric } from "./quality/index.js";
-import type { Label, Metric, SampleOutputs } from "./quality/types.js";
+import type { Metric, SampleOutputs } from "./quality/types.js";
+import { addStats, asFloat32 } from "./quality/tensor.js";
 import { bundleModel, variantGraphs } from "./variant-graphs.js";
 
 export interface VariantCheck {
@@ -134,19 +135,15 @@ function sampleOutputs(exec: Executor, r: Record<string, ort.Tensor>): SampleOut
   const out: SampleOutputs = {};
   for (const o of exec.manifest.model.outputs) {
     const t = r[o.name]!;
-    out[o.name] = { data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number | bigint>, Number), dims: t.dims };
+    out[o.name] = { data: asFloat32(t.data), dims: t.dims };
   }
   return out;
-}
-
-function labelOf(cal: Calibration, i: number): Label | null {
-  return cal.labels ? cal.labels[i]! : null;
 }
 
 /** The metric's reference of the float32 chain's outputs, per calibration sample. */
 async function metricReferences(exec: Executor, cal: Calibration, metric: Metric): Promise<unknown[]> {
   const refs: unknown[] = [];
-  for (let i = 0; i < cal.count; i++) refs.push(metric.reference(sampleOutputs(exec, (await runAll(exec, sampleInput(exec, cal, i))).outputs), labelOf(cal, i)));
+  for (let i = 0; i < cal.count; i++) refs.push(metric.reference(sampleOutputs(exec, (await runAll(exec, sampleInput(exec, cal, i))).outputs), labelAt(cal, i)));
   return refs;
 }
 
@@ -154,8 +151,8 @@ async function metricReferences(exec: Executor, cal: Calibration, metric: Metric
 async function metricValue(exec: Executor, v: Variant, cal: Calibration, metric: Metric, refs: unknown[]): Promise<number> {
   const sum: number[] = [];
   for (let i = 0; i < cal.count; i++) {
-    const stats = metric.stats(sampleOutputs(exec, (await runVariant(exec, v, sampleInput(exec, cal, i))).outputs), refs[i], labelOf(cal, i));
-    stats.forEach((x, k) => (sum[k] = (sum[k] ?? 0) + x));
+    const stats = metric.stats(sampleOutputs(exec, (await runVariant(exec, v, sampleInput(exec, cal, i))).outputs), refs[i], labelAt(cal, i));
+    addStats(sum, stats);
   }
   return metric.value(sum, cal.count);
 }

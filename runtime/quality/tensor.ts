@@ -1,6 +1,7 @@
-// Reading one sample's output tensor for a metric: find it by name, check its size, argmax.
-// `argmax` is meant to be the one argmax of the code base (compile and verify each keep their own
-// today); it takes a stride so the same loop serves a class vector and a class axis of a map.
+// Reading one sample's output tensor for a metric: find it by name, check its size, argmax; and
+// what compile and verify share around a metric: outputs as float32, stats summed over samples.
+// `argmax` is the one argmax of the code base; it takes a stride so the same loop serves a class
+// vector and a class axis of a map.
 import { DynoError } from "../../compiler/errors.js";
 import type { Label, SampleOutputs, SampleTensor } from "./types.js";
 
@@ -16,6 +17,16 @@ export function argmax(data: ArrayLike<number>, offset = 0, n = data.length - of
     }
   }
   return best;
+}
+
+/** An output's data as float32 (a model may output int64 classes or float64 scores). */
+export function asFloat32(data: unknown): Float32Array {
+  return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number | bigint>, Number);
+}
+
+/** Adds one sample's metric stats into the running sums. */
+export function addStats(sum: number[], x: readonly number[]): void {
+  for (let k = 0; k < x.length; k++) sum[k] = (sum[k] ?? 0) + x[k]!;
 }
 
 export function numel(dims: readonly number[]): number {
