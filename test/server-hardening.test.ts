@@ -22,15 +22,16 @@ import { saveModel } from "../compiler/onnx/export.js";
 import { analyzeModel } from "../compiler/pipeline.js";
 import { BundleError, openBundle, type Bundle } from "../runtime/bundle.js";
 import { loadCalibration } from "../runtime/calibration.js";
-import { CloudError, connectCloud, type CloudClient, type CloudOptions } from "../runtime/client.js";
+import type { CloudError } from "../runtime/client.js";
 import { Executor, type Payload } from "../runtime/executor.js";
 import { ManifestError } from "../runtime/manifest.js";
 import type { Variant } from "../runtime/manifest.js";
 import { buildRequest, encodeRequest, modelId, type RequestHeader } from "../runtime/protocol.js";
 import { randomFloats } from "../runtime/random.js";
-import { startServer, type DynoServer, type ServeOptions } from "../runtime/server.js";
+import type { DynoServer } from "../runtime/server.js";
 import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
 import { gate, until } from "./helpers/waits.js";
+import { cloudHarness, rejection } from "./helpers/cloud.js";
 
 const SEED = 1414;
 const TOKEN = "hardening-token";
@@ -51,8 +52,8 @@ let slow: Bundle;
 let slowVariant: Variant;
 let long: Payload[] = [];
 
-const servers: DynoServer[] = [];
-const clients: CloudClient[] = [];
+const harness = cloudHarness({ bundle: () => bundle, token: TOKEN, timeoutMs: 10_000 });
+const { servers, clients } = harness;
 const rawSockets: net.Socket[] = [];
 
 const s = suite("dyno serve hardening");
@@ -117,27 +118,7 @@ function bounded(p: Promise<unknown>, ms = 5000): Promise<unknown> {
 
 // --- helpers -------------------------------------------------------------------------------------
 
-async function serve(options: Partial<ServeOptions> = {}): Promise<DynoServer> {
-  const srv = await startServer({ bundle, port: 0, token: TOKEN, ...options });
-  servers.push(srv);
-  return srv;
-}
-
-function client(srv: DynoServer, options: Partial<CloudOptions> = {}): CloudClient {
-  const c = connectCloud({ url: srv.url, model: bundle.manifest.model.sha256, token: TOKEN, timeoutMs: 10_000, ...options });
-  clients.push(c);
-  return c;
-}
-
-async function rejection(p: Promise<unknown>): Promise<CloudError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, CloudError, String(e));
-    return e as CloudError;
-  }
-  throw new Error("resolved; expected a CloudError");
-}
+const { serve, client } = harness;
 
 const wsUrl = (srv: DynoServer) => `${srv.url.replace("http", "ws")}/v1/ws`;
 

@@ -15,15 +15,16 @@ import { compile } from "../compiler/compile.js";
 import { analyzeModel } from "../compiler/pipeline.js";
 import { openBundle, type Bundle } from "../runtime/bundle.js";
 import { loadCalibration } from "../runtime/calibration.js";
-import { CloudError, connectCloud, type CloudClient, type CloudOptions } from "../runtime/client.js";
+import { connectCloud } from "../runtime/client.js";
 import { Executor, type Payload } from "../runtime/executor.js";
 import { startLink } from "../runtime/link.js";
 import type { Variant } from "../runtime/manifest.js";
 import { buildRequest, decodeRequest, decodeResponse, encodeRequest, modelId, type Response } from "../runtime/protocol.js";
 import { randomFloats } from "../runtime/random.js";
-import { startServer, type DynoServer, type ServeOptions } from "../runtime/server.js";
+import type { DynoServer } from "../runtime/server.js";
 import { fixtures, ROOT } from "./fixtures.js";
 import { gate, until } from "./helpers/waits.js";
+import { cloudHarness, rejection } from "./helpers/cloud.js";
 
 const SEED = 606;
 const TOKEN = "s3cret-token";
@@ -40,8 +41,8 @@ const inputs: ort.Tensor[] = [];
 const payloads = new Map<string, Payload[][]>();
 const expected = new Map<string, Uint8Array[]>();
 
-const servers: DynoServer[] = [];
-const clients: CloudClient[] = [];
+const harness = cloudHarness({ bundle: () => bundle, token: TOKEN, timeoutMs: 5000 });
+const { servers, clients } = harness;
 
 const s = suite("dyno serve on loopback");
 
@@ -90,28 +91,7 @@ s.after(async () => {
 
 // --- helpers -------------------------------------------------------------------------------------
 
-async function serve(options: Partial<ServeOptions> = {}): Promise<DynoServer> {
-  const srv = await startServer({ bundle, port: 0, token: TOKEN, ...options });
-  servers.push(srv);
-  return srv;
-}
-
-function client(srv: DynoServer, options: Partial<CloudOptions> = {}): CloudClient {
-  const c = connectCloud({ url: srv.url, model: bundle.manifest.model.sha256, token: TOKEN, timeoutMs: 5000, ...options });
-  clients.push(c);
-  return c;
-}
-
-async function rejection(p: Promise<unknown>): Promise<CloudError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, CloudError, String(e));
-    return e as CloudError;
-  }
-  assert.unreachable("resolved; expected a CloudError");
-  throw new Error("unreachable");
-}
+const { serve, client } = harness;
 
 function bytesOf(data: Float32Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

@@ -1,0 +1,38 @@
+// A dyno serve and its clients for the server tests: started on a free loopback port with the
+// test's bundle and token, remembered so the suite's `after` closes them; and `rejection`, which
+// expects a call to fail with a CloudError.
+import * as assert from "uvu/assert";
+import type { Bundle } from "../../runtime/bundle.js";
+import { CloudError, connectCloud, type CloudClient, type CloudOptions } from "../../runtime/client.js";
+import { startServer, type DynoServer, type ServeOptions } from "../../runtime/server.js";
+
+export function cloudHarness(o: { bundle: () => Bundle; token: string; timeoutMs: number }) {
+  const servers: DynoServer[] = [];
+  const clients: CloudClient[] = [];
+  return {
+    servers,
+    clients,
+    async serve(options: Partial<ServeOptions> = {}): Promise<DynoServer> {
+      const srv = await startServer({ bundle: o.bundle(), port: 0, token: o.token, ...options });
+      servers.push(srv);
+      return srv;
+    },
+    client(srv: DynoServer, options: Partial<CloudOptions> = {}): CloudClient {
+      const c = connectCloud({ url: srv.url, model: o.bundle().manifest.model.sha256, token: o.token, timeoutMs: o.timeoutMs, ...options });
+      clients.push(c);
+      return c;
+    },
+  };
+}
+
+/** The CloudError `p` rejects with; fails the test when it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<CloudError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, CloudError, String(e));
+    return e as CloudError;
+  }
+  assert.unreachable("resolved; expected a CloudError");
+  throw new Error("unreachable");
+}
