@@ -15,7 +15,7 @@ import { openBundle, type Bundle } from "./bundle.js";
 import { observe, observationsOf, initEstimates, type Estimates } from "./estimators.js";
 import { Executor, profileDevice } from "./executor.js";
 import type { Manifest, Variant } from "./manifest.js";
-import { modelId, PREFIX_BYTES, type RequestHeader } from "./protocol.js";
+import { MAX_PROBE_PAD_BYTES, modelId, PREFIX_BYTES, type RequestHeader } from "./protocol.js";
 import { chooseVariant, payloadBound, pinVariant, type Choice, type Objective, type PolicyName } from "./scheduler.js";
 import { connectCloud, type CloudClient, type ServerLimits } from "./client.js";
 import { sleep } from "./clock.js";
@@ -240,7 +240,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   };
 
   // Bandwidth probes (see DeviceOptions.bandwidthProbe).
-  const probeOptions = options.bandwidthProbe === false ? null : { targetMs: 10, maxBytes: 1 << 20, maxAgeMs: 10_000, ...options.bandwidthProbe };
+  const probeOptions = options.bandwidthProbe === false ? null : { targetMs: 10, maxBytes: MAX_PROBE_PAD_BYTES, maxAgeMs: 10_000, ...options.bandwidthProbe };
   const probeStats: ProbeStats = { probes: 0, bytes: 0, ms: 0 };
   let timedAt = -Infinity;
   let probedAt = -Infinity;

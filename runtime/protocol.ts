@@ -26,6 +26,8 @@ import { Bits, type Cut, type Manifest, type Variant } from "./manifest.js";
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = [0x44, 0x59, 0x4e, 0x4f] as const;
 export const PREFIX_BYTES = 16;
+/** The padding of a device's largest bandwidth probe (a padded ping): the server's --max-body admits it. */
+export const MAX_PROBE_PAD_BYTES = 1 << 20;
 /** Largest JSON header accepted (a request header is a few hundred bytes). */
 export const MAX_HEADER_BYTES = 64 * 1024;
 /** A symbolic dimension (batch) of a cut tensor accepts 1..this (as the executor's decode cap). */

@@ -42,7 +42,7 @@ import { escapeLogText, LogLimiter } from "./log-limiter.js";
 import type { Manifest } from "./manifest.js";
 import { Registry } from "./metrics.js";
 import {
-  decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, maxRequestBytes, maxResponseBytes, MessageType, modelId,
+  decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, MAX_PROBE_PAD_BYTES, maxRequestBytes, maxResponseBytes, MessageType, modelId,
   parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, type ErrorKind, type OutputTensor, type Status,
   type Timing,
 } from "./protocol.js";
@@ -58,8 +58,6 @@ export const WS_PROTOCOL = "dyno.v1";
 export const WS_BEARER_PREFIX = "dyno-bearer.";
 
 const MiB = 1024 * 1024;
-/** A device's largest bandwidth probe by default (runtime/device.ts bandwidthProbe.maxBytes). */
-const DEVICE_PROBE_BYTES = MiB;
 
 export const SERVE_DEFAULTS = {
   host: "127.0.0.1",
@@ -83,7 +81,7 @@ export const SERVE_DEFAULTS = {
  * quarter more as margin, and never less than a device's largest bandwidth probe; whole KiB.
  */
 export function defaultMaxBody(manifest: Pick<Manifest, "variants" | "cuts">): number {
-  const bytes = Math.max(DEVICE_PROBE_BYTES + PREFIX_BYTES, Math.ceil(maxRequestBytes(manifest) * 1.25));
+  const bytes = Math.max(MAX_PROBE_PAD_BYTES + PREFIX_BYTES, Math.ceil(maxRequestBytes(manifest) * 1.25));
   return Math.ceil(bytes / 1024) * 1024;
 }
 
