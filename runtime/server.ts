@@ -25,11 +25,18 @@
 // - an upgrade without a valid token is refused before any WebSocket exists (runtime/ws-refuse.ts);
 // - at most --max-connections TCP connections; past it a new one is closed at accept;
 // - headers, whole requests and idle keep-alive connections are timed (--headers-timeout-ms, ...);
-// - a WebSocket whose peer does not read its replies is paused (not read from) while more than
-//   --ws-send-buffer bytes wait for it; every --heartbeat-ms each socket is pinged and one that
-//   missed two pongs is terminated (runtime/heartbeat.ts);
+// - a WebSocket peer reads its replies or stops being served: every few replies the server pings it
+//   (a fresh nonce), and a pong proves the peer has read every reply sent before that ping (one
+//   ordered stream). Requests of a peer with REPLY_WINDOW x --max-inflight-per-client replies
+//   unread wait, unrun, until a pong; past --max-inflight-per-client waiting they are refused
+//   (`overloaded`). The kernel's socket buffers hold thousands of small replies, so counting bytes
+//   waiting in `ws` alone would let a peer that never reads keep a worker busy while they fill;
+// - a WebSocket with more than --ws-send-buffer reply bytes waiting in `ws` is paused (not read
+//   from) until half drained;
+// - every --heartbeat-ms each socket is pinged and one that missed two pongs is terminated
+//   (runtime/heartbeat.ts), a paused one included;
 // - log lines are escaped and rate-limited per kind (runtime/log-limiter.ts).
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -58,6 +65,14 @@ export const WS_PROTOCOL = "dyno.v1";
 export const WS_BEARER_PREFIX = "dyno-bearer.";
 
 const MiB = 1024 * 1024;
+
+/**
+ * Replies a WebSocket peer may leave unread, as a multiple of --max-inflight-per-client. A peer
+ * that reads its replies and keeps at most --max-inflight-per-client requests outstanding (more
+ * are refused anyway) has fewer than 3x unread by the server's count: its outstanding ones, the
+ * pings' spacing (a quarter window) and one round trip of replies; 4x never holds it back.
+ */
+export const REPLY_WINDOW = 4;
 
 export const SERVE_DEFAULTS = {
   host: "127.0.0.1",
@@ -145,6 +160,8 @@ export interface ServerStats {
     paused: number;
     /** The most reply bytes seen waiting for one socket, right after a send. */
     maxBufferedBytes: number;
+    /** The most requests seen held for one socket while its peer had a window of replies unread. */
+    maxHeld: number;
   };
   pool: PoolStats;
   /** Bytes read (and dropped) from refused WebSocket upgrades. */
@@ -190,7 +207,15 @@ interface Peer {
   ws: WebSocket;
   client: Client;
   beat: Heartbeat;
+  /** Not read from: more than --ws-send-buffer reply bytes wait in `ws`. */
   paused: boolean;
+  /** Replies handed to the socket, and how many of them the peer has read (per its pongs). */
+  replies: number;
+  read: number;
+  /** Window pings not yet answered, oldest first: nonce and the reply count when sent. */
+  acks: { nonce: Buffer; replies: number }[];
+  /** Requests held while the window is full, with their arrival times. */
+  held: { bytes: Uint8Array; arrived: number }[];
 }
 
 const CLOUD_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -245,7 +270,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
   };
 
   const admission = new Admission({ total: o.maxInflight, perClient: o.maxInflightPerClient, perAddress: o.maxInflightPerAddress });
-  const stats = { connections: 0, paused: 0, maxBufferedBytes: 0, unauthorizedBytesRead: 0 };
+  const stats = { connections: 0, paused: 0, maxBufferedBytes: 0, maxHeld: 0, unauthorizedBytesRead: 0 };
   let draining = false;
   let drained: (() => void) | null = null;
   const id16 = modelId(manifest);
@@ -288,8 +313,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     });
 
   /** One request frame in, one response frame out; never throws. */
-  const handle = async (bytes: Uint8Array, client: Client, transport: Transport): Promise<Outcome> => {
-    const arrived = performance.now();
+  const handle = async (bytes: Uint8Array, client: Client, transport: Transport, arrived = performance.now()): Promise<Outcome> => {
     m.bytesIn.add({ transport }, bytes.length);
     let release: (() => void) | null = null;
     let handedOver = false;
@@ -447,34 +471,89 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, remote));
   });
 
-  /** Sends a reply; past --ws-send-buffer waiting bytes, stops reading from the peer until they drain. */
+  const window = REPLY_WINDOW * o.maxInflightPerClient;
+  const pingEvery = Math.max(1, Math.floor(window / 4));
+
+  const pause = (peer: Peer) => {
+    if (peer.paused) return;
+    peer.paused = true;
+    m.paused.set({}, ++stats.paused);
+    peer.ws.pause();
+  };
+  const resume = (peer: Peer) => {
+    if (!peer.paused || peer.ws.bufferedAmount > o.wsSendBufferBytes / 2) return;
+    peer.paused = false;
+    m.paused.set({}, --stats.paused);
+    peer.ws.resume();
+  };
+
+  /**
+   * Sends a reply. Past --ws-send-buffer waiting bytes, stops reading from the peer until half of
+   * them drained; every `pingEvery` replies, pings with a nonce to learn what the peer has read.
+   */
   const send = (peer: Peer, bytes: Uint8Array) => {
     const { ws } = peer;
     if (ws.readyState !== ws.OPEN) return;
-    ws.send(bytes, () => {
-      if (peer.paused && ws.bufferedAmount <= o.wsSendBufferBytes / 2) {
-        peer.paused = false;
-        m.paused.set({}, --stats.paused);
-        ws.resume();
+    ws.send(bytes, () => resume(peer));
+    peer.replies++;
+    const last = peer.acks.at(-1)?.replies ?? peer.read;
+    if (peer.replies - last >= pingEvery) {
+      const nonce = randomBytes(8);
+      peer.acks.push({ nonce, replies: peer.replies });
+      try {
+        ws.ping(nonce);
+      } catch {
+        /* closing already */
       }
-    });
+    }
     const buffered = ws.bufferedAmount;
     stats.maxBufferedBytes = Math.max(stats.maxBufferedBytes, buffered);
-    if (!peer.paused && buffered > o.wsSendBufferBytes) {
-      peer.paused = true;
-      m.paused.set({}, ++stats.paused);
-      ws.pause();
+    if (buffered > o.wsSendBufferBytes) pause(peer);
+  };
+
+  /**
+   * Runs a request, or holds it while the peer has a window of replies unread; past
+   * --max-inflight-per-client held, refuses it (`overloaded`, without decoding it) and keeps
+   * reading, so the pong that opens the window is never stuck behind requests.
+   */
+  const request = (peer: Peer, bytes: Uint8Array, arrived: number) => {
+    if (peer.held.length === 0 && peer.replies - peer.read < window) {
+      void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
+      return;
+    }
+    if (peer.held.length < o.maxInflightPerClient) {
+      peer.held.push({ bytes, arrived });
+      stats.maxHeld = Math.max(stats.maxHeld, peer.held.length);
+      return;
+    }
+    m.requests.add({ transport: "ws", status: "overloaded" });
+    m.errors.add({ kind: "overloaded" });
+    log("overloaded requests", peer.client.remote, `dyno serve: ws ${peer.client.remote}: overloaded: ${peer.replies - peer.read} replies unread`);
+    send(peer, errorResponse(peekId(bytes), "overloaded", `this connection has ${peer.replies - peer.read} replies unread and ${peer.held.length} requests waiting: read replies before sending more`));
+  };
+
+  /** A pong: the peer has read every reply sent before the ping it answers. */
+  const pong = (peer: Peer, data: Buffer) => {
+    peer.beat.pong();
+    const k = peer.acks.findIndex((a) => a.nonce.equals(data));
+    if (k < 0) return; // a heartbeat's pong, or one we never asked for
+    peer.read = peer.acks[k]!.replies;
+    peer.acks.splice(0, k + 1);
+    while (peer.held.length > 0 && peer.replies - peer.read < window) {
+      const { bytes, arrived } = peer.held.shift()!;
+      void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
     }
   };
 
   const onConnection = (ws: WebSocket, remote: string) => {
-    const peer: Peer = { ws, client: { key: `ws#${++connectionCount}`, remote }, beat: new Heartbeat(2), paused: false };
+    const peer: Peer = { ws, client: { key: `ws#${++connectionCount}`, remote }, beat: new Heartbeat(2), paused: false, replies: 0, read: 0, acks: [], held: [] };
     peers.add(peer);
     ws.on("close", () => {
       peers.delete(peer);
       if (peer.paused) m.paused.set({}, --stats.paused);
+      peer.held.length = 0;
     });
-    ws.on("pong", () => peer.beat.pong());
+    ws.on("pong", (data) => pong(peer, data));
     ws.on("error", (e) => {
       // ws closes the connection itself (1009) when a message is over maxPayload.
       if ((e as { code?: string }).code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
@@ -490,7 +569,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
         return;
       }
       const buf = data as Buffer;
-      void handle(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), peer.client, "ws").then((r) => send(peer, r.bytes));
+      request(peer, new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), performance.now());
     });
   };
 
@@ -543,6 +622,10 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       m.ready.set({}, 0);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // Requests held for a peer's unread replies are answered too: `unavailable`.
+      for (const peer of peers) {
+        for (const { bytes, arrived } of peer.held.splice(0)) void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
+      }
       if (admission.inflight > 0) await new Promise<void>((resolve) => (drained = resolve));
       // The last responses are encoded and handed to their sockets in microtasks after their
       // runs end; a macrotask turn lets all of them go out before the sockets close.
@@ -575,7 +658,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     metrics: () => registry.render(),
     stats: () => ({
       connections: stats.connections,
-      ws: { open: peers.size, paused: stats.paused, maxBufferedBytes: stats.maxBufferedBytes },
+      ws: { open: peers.size, paused: stats.paused, maxBufferedBytes: stats.maxBufferedBytes, maxHeld: stats.maxHeld },
       pool: pool.stats(),
       unauthorizedBytesRead: stats.unauthorizedBytesRead,
     }),

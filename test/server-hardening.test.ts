@@ -28,7 +28,7 @@ import { ManifestError } from "../runtime/manifest.js";
 import type { Variant } from "../runtime/manifest.js";
 import { buildRequest, encodeRequest, modelId, type RequestHeader } from "../runtime/protocol.js";
 import { randomFloats } from "../runtime/random.js";
-import type { DynoServer } from "../runtime/server.js";
+import { REPLY_WINDOW, type DynoServer } from "../runtime/server.js";
 import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
 import { gate, until } from "./helpers/waits.js";
 import { cloudHarness, rejection } from "./helpers/cloud.js";
@@ -291,6 +291,65 @@ s("a client that never reads its replies: the server stops reading from it, its 
   assert.is((await other.infer({ variant: inner, payloads: quick })).outputs.length, 1, "another client is served meanwhile");
   ws.terminate();
   await until("the paused socket to go", () => srv.stats().ws.open === 1);
+});
+
+s("a client that never reads its replies gets at most a window of them run, however small they are; others are served", async () => {
+  // Small replies fit the kernel's socket buffers by the thousand, so a bound on bytes waiting
+  // in `ws` alone let such a client keep the workers busy (before the window: every request ran).
+  const srv = await serve({ maxInflightPerClient: 4, maxInflightPerAddress: 64 });
+  const ws = new WebSocket(wsUrl(srv), { headers: { Authorization: `Bearer ${TOKEN}` } });
+  ws.on("error", () => {});
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  ws.pause(); // never read a reply (nor a ping)
+  const n = 600;
+  const frames = Array.from({ length: n }, (_, k) => buildRequest(k + 1, MODEL, inner, quick));
+  for (const f of frames.slice(0, 100)) ws.send(f);
+  const window = REPLY_WINDOW * 4;
+  const seen = () => Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0) + Number(/dyno_requests_total\{transport="ws",status="overloaded"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  await until("the window to fill", () => seen() >= window, 20_000);
+  for (const f of frames.slice(100)) ws.send(f);
+  await until("every request past the window and the held ones to be refused", () => seen() >= n - 4, 20_000);
+  const ok = Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  assert.ok(ok <= window, `${ok} requests run for a client that reads none of its replies (window ${window})`);
+  assert.is(srv.stats().ws.maxHeld, 4, "held: up to --max-inflight-per-client");
+  const other = client(srv);
+  assert.is((await other.infer({ variant: inner, payloads: quick })).outputs.length, 1, "another client is served meanwhile");
+  // Held requests are answered at shutdown, not dropped.
+  await srv.close();
+  const held = Number(/dyno_requests_total\{transport="ws",status="unavailable"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  assert.is(held, 4, "the held requests were answered `unavailable` at shutdown");
+  ws.terminate();
+});
+
+s("a client that reads its replies is never held back by the window, pipelining up to its limit or past it", async () => {
+  const srv = await serve({ maxInflightPerClient: 4 });
+  const ws = new WebSocket(wsUrl(srv), { headers: { Authorization: `Bearer ${TOKEN}` } });
+  ws.binaryType = "nodebuffer";
+  ws.on("error", () => {});
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  // 400 requests, 4 at a time (the limit), each sent as a reply is read: all run.
+  const total = 400;
+  let next = 0;
+  let replies = 0;
+  const done = new Promise<void>((resolve) => {
+    ws.on("message", () => {
+      replies++;
+      if (next < total) ws.send(buildRequest(++next, MODEL, inner, quick));
+      if (replies === total) resolve();
+    });
+  });
+  for (let k = 0; k < 4; k++) ws.send(buildRequest(++next, MODEL, inner, quick));
+  await done;
+  const count = (status: string) => Number(new RegExp(`dyno_requests_total\\{transport="ws",status="${status}"\\} (\\d+)`).exec(srv.metrics())?.[1] ?? 0);
+  assert.is(count("ok"), total, "every request of a reading client within its limit ran");
+  // A burst far past the limit and the window: every request is answered (run or `overloaded`).
+  let burstReplies = 0;
+  const burst = 300;
+  const all = new Promise<void>((resolve) => ws.on("message", () => ++burstReplies === burst && resolve()));
+  for (let k = 0; k < burst; k++) ws.send(buildRequest(total + k + 1, MODEL, inner, quick));
+  await all;
+  assert.is(count("ok") + count("overloaded"), total + burst, "every request of the burst answered");
+  ws.terminate();
 });
 
 s("heartbeats: a peer that never answers pings is cut after two missed pongs; a live one stays", async () => {
