@@ -330,6 +330,15 @@ interface Row {
   errors: Record<string, number>;
   hostile: HostileStats | null;
   logLines: number;
+  /** From the server's /metrics at the cell's end: WebSocket requests answered ok, and refused overloaded. */
+  served: { ok: number; overloaded: number } | null;
+  /** Requests the good clients had answered (measured, wrong and their first unmeasured one each). */
+  good: number;
+}
+
+/** The server's count of WebSocket requests answered with `status`, from its /metrics text. */
+function wsCount(metrics: string, status: string): number {
+  return Number(new RegExp(`dyno_requests_total\\{transport="ws",status="${status}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
 }
 
 function bytesOf(a: Float32Array): Uint8Array {
@@ -446,10 +455,12 @@ async function main(): Promise<void> {
           await Promise.all(clients.map((c) => c.close().catch(() => {})));
           await hostile?.stop();
           const maxRss = rss.stop();
+          const metrics = await fetch(`${server.url}/metrics`, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) }).then((r) => r.text(), () => null);
+          const served = metrics === null ? null : { ok: wsCount(metrics, "ok"), overloaded: wsCount(metrics, "overloaded") };
           await stopChild(server.child, "SIGTERM", 3000);
           const sorted = Float64Array.from(s.latencies).sort();
           const logLines = statSync(logPath).size === 0 ? 0 : readFileSync(logPath, "utf8").split("\n").length - 1;
-          rows.push({ n, mode, perS: s.ok / elapsed, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), lost: s.lost, wrong: s.wrong, rss: maxRss, errors: s.errors, hostile: hostileStats, logLines });
+          rows.push({ n, mode, perS: s.ok / elapsed, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), lost: s.lost, wrong: s.wrong, rss: maxRss, errors: s.errors, hostile: hostileStats, logLines, served, good: s.ok + s.wrong + n });
         }
         const r = rows[rows.length - 1]!;
         console.log(`  N=${n} ${mode}: ${r.perS.toFixed(1)}/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, lost ${r.lost}, wrong ${r.wrong}, max RSS ${humanBytes(r.rss)}`);
@@ -492,13 +503,13 @@ function report(rows: Row[], o: { fx: string; variant: Variant; frameBytes: numb
     "",
     "What the hostile clients did, and the server's log:",
     "",
-    "| N | non-reader sent (held back ticks) | flood attempts, bytes | flood outcomes | slow connections opened / cut | server log lines |",
-    "|---:|---|---|---|---|---:|",
+    "| N | non-reader sent (held back ticks) | run for it / refused `overloaded` (server) | flood attempts, bytes | flood outcomes | slow connections opened / cut | server log lines |",
+    "|---:|---|---|---|---|---|---:|",
     ...rows.filter((r) => r.mode === "hostile").map((r) => {
       const h = r.hostile;
       return h
-        ? `| ${r.n} | ${h.nonReader.sent} on ${h.nonReader.connections} connection(s) (${h.nonReader.heldBack}) | ${h.flood.attempts}, ${humanBytes(h.flood.bytes)} | ${kinds(h.flood.refused)} | ${h.slow.opened} / ${h.slow.cut} | ${r.logLines} |`
-        : `| ${r.n} | (no report) | | | | ${r.logLines} |`;
+        ? `| ${r.n} | ${h.nonReader.sent} on ${h.nonReader.connections} connection(s) (${h.nonReader.heldBack}) | ${r.served ? `${r.served.ok - r.good} / ${r.served.overloaded}` : "?"} | ${h.flood.attempts}, ${humanBytes(h.flood.bytes)} | ${kinds(h.flood.refused)} | ${h.slow.opened} / ${h.slow.cut} | ${r.logLines} |`
+        : `| ${r.n} | (no report) | | | | | ${r.logLines} |`;
     }),
     "",
     `Quiet cells' server log lines: ${rows.filter((r) => r.mode === "quiet").map((r) => `N=${r.n}: ${r.logLines}`).join(", ")}.`,
