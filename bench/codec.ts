@@ -25,7 +25,7 @@ const IMAGES = Number(args[0] ?? 8);
 const ONLY = args[1]?.split(",");
 const LINK_BPS = 15e6; // 4G preset (brief §5)
 const BITS = [2, 4, 6, 8] as const;
-const root = new URL("../models/", import.meta.url);
+const root = new URL("../models", import.meta.url);
 
 await initKernels();
 

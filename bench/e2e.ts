@@ -2,7 +2,7 @@
 //
 //   npm run bench -- e2e [--model NAME] [--slowdown 20] [--seconds 3] [--links 3g,4g,wifi]
 //
-// One process: `dyno serve` (onnxruntime-node), the link proxy (runtime/link.ts) set to each
+// One process: `dyno serve` (onnxruntime-node), the link proxy (runtime/emu/link.ts) set to each
 // preset in turn, and an emulated device `slowdown` times slower than this machine (its compute
 // is its own first-start profile x slowdown; stated in the output). For each link:
 // - every policy (device-only, cloud-only, cloud-only-u8, neurosurgeon, jalad, dyno) streams
@@ -15,13 +15,13 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cachedBundle, fixture } from "../cli/bundle-cache.js";
 import { humanBytes, table } from "../cli/format.js";
-import { loadCalibration } from "../runtime/calibration.js";
-import { createDevice, type Device } from "../runtime/device.js";
-import { PRESETS, startLink } from "../runtime/link.js";
-import { runStream, type RunSummary } from "../runtime/run.js";
-import type { Objective, PolicyName } from "../runtime/scheduler.js";
-import { startServer } from "../runtime/server.js";
-import { quantile } from "../runtime/stats.js";
+import { loadCalibration } from "../compiler/bundler/calibration.js";
+import { createDevice, type Device } from "../runtime/device/device.js";
+import { PRESETS, startLink } from "../runtime/emu/link.js";
+import { runStream, type RunSummary } from "../runtime/device/run.js";
+import type { Objective, PolicyName } from "../runtime/plan/scheduler.js";
+import { startServer } from "../runtime/cloud/server.js";
+import { quantile } from "../runtime/common/stats.js";
 
 const { values } = parseArgs({
   options: {

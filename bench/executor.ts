@@ -9,12 +9,12 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
-import { compile } from "../compiler/compile.js";
+import { compile } from "../compiler/bundler/compile.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { openBundle } from "../runtime/bundle.js";
-import { loadCalibration } from "../runtime/calibration.js";
-import { Executor } from "../runtime/executor.js";
-import { openSession } from "../runtime/session.js";
+import { openBundle } from "../runtime/node/bundle.js";
+import { loadCalibration } from "../compiler/bundler/calibration.js";
+import { Executor } from "../runtime/exec/executor.js";
+import { openSession } from "../runtime/node/session.js";
 import { table } from "../cli/format.js";
 
 const [mode, ...rest] = process.argv.slice(2);

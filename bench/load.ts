@@ -5,7 +5,7 @@
 //                         [--hostile a,b,c] [--out bench/results/load.md]
 //
 //   bench process                              serve process (fresh per cell)     hostile process
-//   N good clients (runtime/client.ts) ──ws──► dyno serve --token-file F     ◄── (a) never reads replies
+//   N good clients (runtime/device/client.ts) ──ws──► dyno serve --token-file F     ◄── (a) never reads replies
 //   each a closed loop: infer, check, next     (CLI from the sources, tsx)   ◄── (b) unauthenticated 4 MiB
 //   RSS of serve: /proc/PID/status VmRSS       stderr -> a file (log lines)  ◄── (c) headers a byte at a time
 //
@@ -33,12 +33,12 @@ import ort from "onnxruntime-node";
 import WebSocket from "ws";
 import { cachedBundle, fixture, ROOT } from "../cli/bundle-cache.js";
 import { humanBytes, table } from "../cli/format.js";
-import { CloudError, connectCloud, type CloudClient } from "../runtime/client.js";
-import { Executor, type Payload } from "../runtime/executor.js";
-import type { Variant } from "../runtime/manifest.js";
-import { buildRequest, modelId } from "../runtime/protocol.js";
-import { randomFloats } from "../runtime/random.js";
-import { quantile } from "../runtime/stats.js";
+import { CloudError, connectCloud, type CloudClient } from "../runtime/device/client.js";
+import { Executor, type Payload } from "../runtime/exec/executor.js";
+import type { Variant } from "../runtime/common/manifest.js";
+import { buildRequest, modelId } from "../runtime/common/protocol.js";
+import { randomFloats } from "../runtime/common/random.js";
+import { quantile } from "../runtime/common/stats.js";
 
 const HOST = "127.0.0.1";
 const INPUTS = 16;
@@ -492,7 +492,7 @@ function report(rows: Row[], o: { fx: string; variant: Variant; frameBytes: numb
     `Command: \`${command}\` (${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPUs ${cpus()[0]?.model ?? ""}, Node ${process.version}).`,
     "",
     `- Server: \`dyno serve <${o.fx} bundle> --host 127.0.0.1 --port 0 --token-file F --threads ${o.threads}${o.serveArgs.length ? ` ${o.serveArgs.join(" ")}` : ""}\`, from the sources in its own process, a fresh one per cell; max RSS from /proc/PID/status VmRSS every 100 ms.`,
-    `- Good clients: N clients of runtime/client.ts (${o.transport}, one request at a time each, timeout ${CLIENT_TIMEOUT_MS} ms) in the bench process, for ${o.seconds} s per cell, all sending variant \`${o.variant.id}\` (${o.frameBytes} B requests) for ${INPUTS} seeded inputs; every output compared bit for bit with the local Executor's. req/s, p50 and p99 count correct replies only; lost = infer() rejected; a failed client waits ${RETRY_PAUSE_MS} ms before its next request.`,
+    `- Good clients: N clients of runtime/device/client.ts (${o.transport}, one request at a time each, timeout ${CLIENT_TIMEOUT_MS} ms) in the bench process, for ${o.seconds} s per cell, all sending variant \`${o.variant.id}\` (${o.frameBytes} B requests) for ${INPUTS} seeded inputs; every output compared bit for bit with the local Executor's. req/s, p50 and p99 count correct replies only; lost = infer() rejected; a failed client waits ${RETRY_PAUSE_MS} ms before its next request.`,
     `- Hostile (mode hostile: ${o.kinds.join(", ")}), in a separate process started ${HEAD_START_MS} ms before the good clients: (a) an authenticated WebSocket client that never reads (socket paused), sending the same requests at up to ${HOSTILE_DEFAULTS.nonReaderRate}/s; (b) ${HOSTILE_DEFAULTS.floodWorkers} unauthenticated flooders of 4 MiB messages (WebSocket and HTTP POST, no token and a wrong token), ${HOSTILE_DEFAULTS.floodMiBps} MiB/s in all; (c) ${HOSTILE_DEFAULTS.slowConnections} connections sending HTTP headers one byte every ${HOSTILE_DEFAULTS.slowByteMs} ms (reconnecting when cut).`,
     "",
     `| ${header.join(" | ")} |`,

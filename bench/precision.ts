@@ -10,11 +10,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compile } from "../compiler/compile.js";
+import { compile } from "../compiler/bundler/compile.js";
 import type { Cut } from "../compiler/passes/find-cuts.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { loadCalibration, type CalibrationOptions } from "../runtime/calibration.js";
-import type { Manifest } from "../runtime/manifest.js";
+import { loadCalibration, type CalibrationOptions } from "../compiler/bundler/calibration.js";
+import type { Manifest } from "../runtime/common/manifest.js";
 
 const args = process.argv.slice(2);
 const flag = (name: string) => {

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { humanBytes, table } from "../cli/format.js";
-import { parseManifest, type Manifest } from "../runtime/manifest.js";
+import { parseManifest, type Manifest } from "../runtime/common/manifest.js";
 
 const { values } = parseArgs({
   options: {

@@ -6,11 +6,11 @@
 //   npm run bench -- scheduler [seconds per case = 0.5]
 import os from "node:os";
 import { performance } from "node:perf_hooks";
-import { initEstimates, observationsOf, observe, type Estimates } from "../runtime/estimators.js";
-import { chooseVariant, predictAll, type Choice } from "../runtime/scheduler.js";
-import { rng } from "../runtime/random.js";
+import { initEstimates, observationsOf, observe, type Estimates } from "../runtime/plan/estimators.js";
+import { chooseVariant, predictAll, type Choice } from "../runtime/plan/scheduler.js";
+import { rng } from "../runtime/common/random.js";
 import { makeManifest, type VariantSpec } from "../test/scheduler-manifest.js";
-import type { Bits } from "../runtime/manifest.js";
+import type { Bits } from "../runtime/common/manifest.js";
 
 const SECONDS = Number(process.argv[2] ?? 0.5);
 const BITS: Bits[] = [1, 2, 3, 4, 5, 6, 8];

@@ -11,7 +11,7 @@ import { serializeModel } from "../compiler/onnx/export.js";
 import { inferShapes } from "../compiler/passes/infer-shapes.js";
 import { findCuts } from "../compiler/passes/find-cuts.js";
 import { partition } from "../compiler/passes/partition.js";
-import { maxAbsDiff, openSession, randomFeeds, runChain } from "../runtime/session.js";
+import { maxAbsDiff, openSession, randomFeeds, runChain } from "../runtime/node/session.js";
 import { compareWithOrt } from "../test/shape-check.js";
 import { table } from "../cli/format.js";
 

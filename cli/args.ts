@@ -1,6 +1,6 @@
 // Argument parsing on node:util parseArgs (strict: unknown flags are errors), with help text.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "../compiler/errors.js";
+import { UsageError } from "../runtime/common/errors.js";
 import type { Dim } from "../compiler/ir/graph.js";
 
 export interface Command {

@@ -2,10 +2,10 @@
 // when it was compiled from the same model file by the same dyno version.
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { compile, sha256File } from "../compiler/compile.js";
-import { DynoError } from "../compiler/errors.js";
+import { compile, sha256File } from "../compiler/bundler/compile.js";
+import { DynoError } from "../runtime/common/errors.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { openBundle, type Bundle } from "../runtime/bundle.js";
+import { openBundle, type Bundle } from "../runtime/node/bundle.js";
 import { dynoVersion } from "./version.js";
 
 /** The repository root (the sources run from it; the built CLI from dist/). */
@@ -40,7 +40,7 @@ export async function cachedBundle(fx: Fixture, dir = join(ROOT, ".dyno", `${fx.
   }
   if (reused) log(`bundle  ${dir} (reused)`);
   else {
-    const { loadCalibration } = await import("../runtime/calibration.js");
+    const { loadCalibration } = await import("../compiler/bundler/calibration.js");
     log(`bundle  compiling ${fx.path.replace(`${ROOT}/`, "")} -> ${dir} (first run only) ...`);
     const a = await analyzeModel(fx.path);
     const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));

@@ -1,5 +1,5 @@
 // The `dyno` command line: subcommands, --help, --version, errors as one line.
-import { DynoError, UsageError } from "../compiler/errors.js";
+import { DynoError, UsageError } from "../runtime/common/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
 import { compileCommand } from "./commands/compile.js";
 import { demo } from "./commands/demo.js";

@@ -1,6 +1,6 @@
 // The order of passes, decided in one place. Every pass is a named pure function; the graph is
 // verified after each one, and a failure names the pass and the passes that ran before it.
-import { DynoError, GraphError } from "./errors.js";
+import { DynoError, GraphError } from "../runtime/common/errors.js";
 import type { Dim, Model } from "./ir/graph.js";
 import { verify } from "./ir/order.js";
 import { loadModel } from "./onnx/import.js";

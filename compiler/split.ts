@@ -3,7 +3,7 @@
 // read back by `dyno verify`.
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { UsageError } from "./errors.js";
+import { UsageError } from "../runtime/common/errors.js";
 import { byteSize, dtypeName } from "./ir/dtype.js";
 import type { Model } from "./ir/graph.js";
 import { saveModel } from "./onnx/export.js";

@@ -4,14 +4,14 @@
 //
 // Emulation (stated): device and cloud are this machine; the device is slowed down 40x (a step
 // takes 40x its time in the device's own first-start profile, as createDevice's `slowdown` does);
-// the link is a shaping TCP proxy on loopback (runtime/link.ts) stepped deterministically with
+// the link is a shaping TCP proxy on loopback (runtime/emu/link.ts) stepped deterministically with
 // link.setShape through 3g (2 Mbit/s, 100 ms) -> wifi (100 Mbit/s, 10 ms) -> 4g (15 Mbit/s,
 // 50 ms). Measured here, the oracle's best is device-only on 3g and on 4g (the emulated device
 // needs 35-45 ms, a split at least the 50 ms RTT) and a float16/float32 input on wifi (this
 // fixture's input is 16 KiB of float32 pixels, so inner cuts never beat the input cut). On wifi
 // those input variants lie within 1-2 ms of each other, which is why the device probes the
 // link's bandwidth after a change instead of planning with a stale estimate, and why the
-// emulation sleeps to a fraction of a millisecond (runtime/clock.ts).
+// emulation sleeps to a fraction of a millisecond (runtime/common/clock.ts).
 //
 // Oracle: for the link in force, every admissible variant is measured end to end by a second
 // device pinned to it (device.infer(x, { variant })): the same emulated device (same profile,
@@ -26,13 +26,13 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { openBundle, type Bundle } from "../runtime/bundle.js";
-import type { Calibration } from "../runtime/calibration.js";
-import { createDevice, type Device, type Inference } from "../runtime/device.js";
-import { Executor } from "../runtime/executor.js";
-import { startLink, type LinkShape } from "../runtime/link.js";
-import { gapToOracle, oracle } from "../runtime/scheduler.js";
-import { startServer } from "../runtime/server.js";
+import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import type { Calibration } from "../compiler/bundler/calibration.js";
+import { createDevice, type Device, type Inference } from "../runtime/device/device.js";
+import { Executor } from "../runtime/exec/executor.js";
+import { startLink, type LinkShape } from "../runtime/emu/link.js";
+import { gapToOracle, oracle } from "../runtime/plan/scheduler.js";
+import { startServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures } from "./fixtures.js";
 
 const SLOWDOWN = 40;

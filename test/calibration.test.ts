@@ -6,10 +6,10 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { UsageError } from "../compiler/errors.js";
-import { bundleCalibration, loadCalibration, type CalibrationOptions } from "../runtime/calibration.js";
-import { Manifest } from "../runtime/manifest.js";
-import { rng } from "../runtime/random.js";
+import { UsageError } from "../runtime/common/errors.js";
+import { bundleCalibration, loadCalibration, type CalibrationOptions } from "../compiler/bundler/calibration.js";
+import { Manifest } from "../runtime/common/manifest.js";
+import { rng } from "../runtime/common/random.js";
 
 const SEED = 4242;
 const root = mkdtempSync(join(tmpdir(), "dyno-calib-"));

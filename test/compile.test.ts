@@ -6,12 +6,12 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loadModel } from "../compiler/onnx/import.js";
 import { verify } from "../compiler/ir/order.js";
-import { openBundle } from "../runtime/bundle.js";
-import { loadCalibration } from "../runtime/calibration.js";
-import { Executor } from "../runtime/executor.js";
-import { parseManifest } from "../runtime/manifest.js";
-import * as session from "../runtime/session.js";
-import { verifyBundle } from "../runtime/verify-bundle.js";
+import { openBundle } from "../runtime/node/bundle.js";
+import { loadCalibration } from "../compiler/bundler/calibration.js";
+import { Executor } from "../runtime/exec/executor.js";
+import { parseManifest } from "../runtime/common/manifest.js";
+import * as session from "../runtime/node/session.js";
+import { verifyBundle } from "../compiler/bundler/verify.js";
 import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
 
 const root = mkdtempSync(join(tmpdir(), "dyno-compile-"));

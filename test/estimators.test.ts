@@ -2,9 +2,9 @@
 // the scheduler plans with.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { codecMs, initEstimates, initLink, observationsOf, observe, rangeMs, updateLink, type LinkEstimate } from "../runtime/estimators.js";
-import { chooseVariant } from "../runtime/scheduler.js";
-import { rng } from "../runtime/random.js";
+import { codecMs, initEstimates, initLink, observationsOf, observe, rangeMs, updateLink, type LinkEstimate } from "../runtime/plan/estimators.js";
+import { chooseVariant } from "../runtime/plan/scheduler.js";
+import { rng } from "../runtime/common/random.js";
 import { testManifest } from "./scheduler-manifest.js";
 
 const SEED = 4242;

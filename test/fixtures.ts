@@ -68,8 +68,8 @@ export function runDynoAsync(args: string[], options: { cwd?: string } = {}): Pr
  */
 export async function compileTestBundle(modelPath: string, out: string, options: { bits?: number[]; samples?: number; maxAccuracyDrop?: number; profileRuns?: number } = {}) {
   const { analyzeModel } = await import("../compiler/pipeline.js");
-  const { compile } = await import("../compiler/compile.js");
-  const { loadCalibration } = await import("../runtime/calibration.js");
+  const { compile } = await import("../compiler/bundler/compile.js");
+  const { loadCalibration } = await import("../compiler/bundler/calibration.js");
   const a = await analyzeModel(modelPath);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
   const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));

@@ -2,7 +2,7 @@
 // deterministic topological order, clone independence, and use lists kept up to date.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { GraphError } from "../compiler/errors.js";
+import { GraphError } from "../runtime/common/errors.js";
 import { attribute, buildGraph, buildModel, floats, node } from "../compiler/ir/builder.js";
 import { DataType } from "../compiler/ir/dtype.js";
 import { AttrType, Graph, type Node, type Value } from "../compiler/ir/graph.js";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { describeLink, parseLinkSpec, PRESETS, startLink, stepAt, toTrace, type Link } from "../runtime/link.js";
+import { describeLink, parseLinkSpec, PRESETS, startLink, stepAt, toTrace, type Link } from "../runtime/emu/link.js";
 
 const SEED = 77;
 

@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { basename, dirname, join, relative } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ModelError } from "../compiler/errors.js";
+import { ModelError } from "../runtime/common/errors.js";
 import type { Model } from "../compiler/ir/graph.js";
 import { externalEntry } from "../compiler/ir/tensor.js";
 import { loadModel } from "../compiler/onnx/import.js";

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ModelError } from "../compiler/errors.js";
+import { ModelError } from "../runtime/common/errors.js";
 import { loadModel } from "../compiler/onnx/import.js";
 import { serializeModel } from "../compiler/onnx/export.js";
 import { fixtureModels, smallCnn, tempDir } from "./helpers/onnx.js";

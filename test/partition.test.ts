@@ -16,8 +16,8 @@ import { minCutPartition } from "../compiler/passes/min-cut.js";
 import { partition, partitionChain } from "../compiler/passes/partition.js";
 import { nodeMacs } from "../compiler/passes/costs.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { DynoError } from "../compiler/errors.js";
-import { maxAbsDiff, openSession, randomFeeds, runChain } from "../runtime/session.js";
+import { DynoError } from "../runtime/common/errors.js";
+import { maxAbsDiff, openSession, randomFeeds, runChain } from "../runtime/node/session.js";
 import { fixtures, runDyno } from "./fixtures.js";
 
 const SEED = 20261123;

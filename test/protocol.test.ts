@@ -3,13 +3,13 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { encode, initKernels } from "../kernels/index.js";
-import type { Manifest } from "../runtime/manifest.js";
+import type { Manifest } from "../runtime/common/manifest.js";
 import {
   buildRequest, crc32, decodeFrame, decodeRequest, decodeResponse, encodeFrame, encodePing, encodePong, encodeRequest,
   encodeResponse, errorResponse, MAX_HEADER_BYTES, MessageType, modelId, ProtocolError, validateRequest,
   type ErrorKind, type RequestHeader,
-} from "../runtime/protocol.js";
-import { randomFloats, rng } from "../runtime/random.js";
+} from "../runtime/common/protocol.js";
+import { randomFloats, rng } from "../runtime/common/random.js";
 
 const SEED = 20240606;
 const SHA = "ab".repeat(32);

@@ -8,12 +8,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { UsageError } from "../compiler/errors.js";
-import * as quality from "../runtime/quality/index.js";
-import { defaultMetricSpec, loadMetric, metricDrop, type Label, type Metric, type MetricContext, type SampleOutputs } from "../runtime/quality/index.js";
-import { ctcGreedy, editDistance } from "../runtime/quality/ctc.js";
-import { BoxDetector, type DetectOptions } from "../runtime/quality/map.js";
-import { rng } from "../runtime/random.js";
+import { UsageError } from "../runtime/common/errors.js";
+import * as quality from "../compiler/bundler/quality/index.js";
+import { defaultMetricSpec, loadMetric, metricDrop, type Label, type Metric, type MetricContext, type SampleOutputs } from "../compiler/bundler/quality/index.js";
+import { ctcGreedy, editDistance } from "../compiler/bundler/quality/ctc.js";
+import { BoxDetector, type DetectOptions } from "../compiler/bundler/quality/map.js";
+import { rng } from "../runtime/common/random.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "dyno-quality-"));

@@ -16,8 +16,8 @@ import { saveModel, serializeModel } from "../compiler/onnx/export.js";
 import { liftConstants } from "../compiler/passes/lift-constants.js";
 import { shapeLikeInitializers } from "../compiler/passes/shape-inputs.js";
 import { verify } from "../compiler/ir/order.js";
-import { parseManifest, type Manifest } from "../runtime/manifest.js";
-import { randomFloats } from "../runtime/random.js";
+import { parseManifest, type Manifest } from "../runtime/common/manifest.js";
+import { randomFloats } from "../runtime/common/random.js";
 import { runDyno } from "./fixtures.js";
 import { tempDir } from "./helpers/onnx.js";
 
@@ -262,7 +262,7 @@ const folder = suite("a folder of PNGs as calibration data");
 
 folder("dyno compile --calib DIR --labels FILE works as the README says, and gives what the same images in DYNOIMG1 give", async () => {
   const sharp = (await import("sharp")).default;
-  const { parseImageSet } = await import("../runtime/dataset.js");
+  const { parseImageSet } = await import("../compiler/bundler/dataset.js");
   const { fixtureIndex } = await import("./fixtures.js");
   const index = fixtureIndex();
   const fx = index.models.find((m) => m.name === index.default)!;

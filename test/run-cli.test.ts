@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { openBundle } from "../runtime/bundle.js";
-import { startServer, type DynoServer } from "../runtime/server.js";
+import { openBundle } from "../runtime/node/bundle.js";
+import { startServer, type DynoServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures, runDynoAsync } from "./fixtures.js";
 
 const run = suite("dyno run");

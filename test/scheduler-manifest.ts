@@ -1,6 +1,6 @@
 // Small valid manifests built inline for the scheduler and estimator tests and the re-plan bench:
-// segment times, cuts and variants by hand, validated by runtime/manifest.ts's parseManifest.
-import { parseManifest, type Bits, type Manifest } from "../runtime/manifest.js";
+// segment times, cuts and variants by hand, validated by runtime/common/manifest.ts's parseManifest.
+import { parseManifest, type Bits, type Manifest } from "../runtime/common/manifest.js";
 
 const SHA = "0".repeat(64);
 const file = (name: string) => ({ file: name, bytes: 1, sha256: SHA });

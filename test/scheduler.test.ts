@@ -2,10 +2,10 @@
 // Manifests are built inline (test/scheduler-manifest.ts); latencies are hand-worked there.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { initEstimates, observe, type Estimates } from "../runtime/estimators.js";
-import { chooseVariant, gapToOracle, objectiveCost, oracle, paretoFront, predictAll, type Choice, type Objective, type Policy, type Prediction } from "../runtime/scheduler.js";
-import { rng } from "../runtime/random.js";
-import { DEFAULT_POWER } from "../runtime/energy.js";
+import { initEstimates, observe, type Estimates } from "../runtime/plan/estimators.js";
+import { chooseVariant, gapToOracle, objectiveCost, oracle, paretoFront, predictAll, type Choice, type Objective, type Policy, type Prediction } from "../runtime/plan/scheduler.js";
+import { rng } from "../runtime/common/random.js";
+import { DEFAULT_POWER } from "../runtime/plan/energy.js";
 import { makeManifest, testManifest } from "./scheduler-manifest.js";
 
 const SEED = 6006;

@@ -6,13 +6,13 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { Admission } from "../runtime/admission.js";
-import { openBundle, type Bundle } from "../runtime/bundle.js";
-import { Executor } from "../runtime/executor.js";
-import { Heartbeat } from "../runtime/heartbeat.js";
-import { escapeLogText, LogLimiter } from "../runtime/log-limiter.js";
-import { buildRequest, maxRequestBytes, modelId, ProtocolError } from "../runtime/protocol.js";
-import { randomFloats } from "../runtime/random.js";
+import { Admission } from "../runtime/cloud/admission.js";
+import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { Executor } from "../runtime/exec/executor.js";
+import { Heartbeat } from "../runtime/cloud/heartbeat.js";
+import { escapeLogText, LogLimiter } from "../runtime/cloud/log-limiter.js";
+import { buildRequest, maxRequestBytes, modelId, ProtocolError } from "../runtime/common/protocol.js";
+import { randomFloats } from "../runtime/common/random.js";
 import { compileTestBundle, fixtures } from "./fixtures.js";
 
 const MiB = 1 << 20;
@@ -108,7 +108,7 @@ u.run();
 const fair = suite("fair queue");
 
 fair("FairQueue: round robin over clients, FIFO within one; remove and drain", async () => {
-  const { FairQueue } = await import("../runtime/fair-queue.js");
+  const { FairQueue } = await import("../runtime/cloud/fair-queue.js");
   const q = new FairQueue<{ client: string; n: number }>();
   // A greedy client queues 5 before a quiet one queues 2.
   const greedy = [1, 2, 3, 4, 5].map((n) => ({ client: "greedy", n }));

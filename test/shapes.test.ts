@@ -6,7 +6,7 @@ import { loadModel } from "../compiler/onnx/import.js";
 import { analyzeModel } from "../compiler/pipeline.js";
 import { computeCosts } from "../compiler/passes/costs.js";
 import { fmt, inferShapes } from "../compiler/passes/infer-shapes.js";
-import { DynoError } from "../compiler/errors.js";
+import { DynoError } from "../runtime/common/errors.js";
 import { fixtures } from "./fixtures.js";
 import { compareWithOrt } from "./shape-check.js";
 

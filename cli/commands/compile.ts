@@ -1,10 +1,10 @@
 // dyno compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop 1]
 //                   [--cuts auto|i,j,k] [--input-shape ...]
 import cliProgress from "cli-progress";
-import { compile, DEFAULT_BITS } from "../../compiler/compile.js";
-import { UsageError } from "../../compiler/errors.js";
+import { compile, DEFAULT_BITS } from "../../compiler/bundler/compile.js";
+import { UsageError } from "../../runtime/common/errors.js";
 import { analyzeModel } from "../../compiler/pipeline.js";
-import { loadCalibration } from "../../runtime/calibration.js";
+import { loadCalibration } from "../../compiler/bundler/calibration.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { humanBytes } from "../format.js";
 import { dynoVersion } from "../version.js";

@@ -2,12 +2,12 @@
 // default fixture's bundle, starts the cloud server, runs an emulated slow device over an
 // emulated link whose bandwidth steps Wi-Fi -> 3G -> 4G, prints how cut and bits adapt, compares
 // throughput with device-only and cloud-only on each link, and shuts everything down.
-import { loadCalibration } from "../../runtime/calibration.js";
-import { createDevice } from "../../runtime/device.js";
-import { startLink, PRESETS, type LinkTrace } from "../../runtime/link.js";
-import { runStream } from "../../runtime/run.js";
-import type { Objective, PolicyName } from "../../runtime/scheduler.js";
-import { startServer } from "../../runtime/server.js";
+import { loadCalibration } from "../../compiler/bundler/calibration.js";
+import { createDevice } from "../../runtime/device/device.js";
+import { startLink, PRESETS, type LinkTrace } from "../../runtime/emu/link.js";
+import { runStream } from "../../runtime/device/run.js";
+import type { Objective, PolicyName } from "../../runtime/plan/scheduler.js";
+import { startServer } from "../../runtime/cloud/server.js";
 import type { Command } from "../args.js";
 import { cachedBundle, fixture } from "../bundle-cache.js";
 import { humanBytes, table } from "../format.js";

@@ -1,10 +1,10 @@
 // dyno export-variant BUNDLE ID -o DIR: a variant's self-describing graphs, assembled from the
 // bundle's segments (the bundle stores no per-variant files; docs/compile.md).
 import { join } from "node:path";
-import { UsageError } from "../../compiler/errors.js";
+import { UsageError } from "../../runtime/common/errors.js";
 import { saveModel } from "../../compiler/onnx/export.js";
-import { openBundle } from "../../runtime/bundle.js";
-import { variantGraphs } from "../../runtime/variant-graphs.js";
+import { openBundle } from "../../runtime/node/bundle.js";
+import { variantGraphs } from "../../compiler/bundler/variant-graphs.js";
 import type { Command } from "../args.js";
 import { humanBytes } from "../format.js";
 import { statSync } from "node:fs";

@@ -5,7 +5,7 @@ import { analyzeModel, type Analysis } from "../../compiler/pipeline.js";
 import { fmt } from "../../compiler/passes/infer-shapes.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { humanBytes, humanCount, table } from "../format.js";
-import { UsageError } from "../../compiler/errors.js";
+import { UsageError } from "../../runtime/common/errors.js";
 import { writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { cutPlotSvg } from "../plot.js";

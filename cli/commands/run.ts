@@ -1,13 +1,13 @@
 // dyno run BUNDLE --cloud URL [--objective ...] [--max-accuracy-drop 1] [--link 4g|3g|wifi|TRACE.json] [--inputs DATA]
 import { readFileSync } from "node:fs";
 import cliProgress from "cli-progress";
-import { UsageError } from "../../compiler/errors.js";
-import { openBundle } from "../../runtime/bundle.js";
-import { bundleCalibration, loadCalibration, preprocessOptions, type Calibration } from "../../runtime/calibration.js";
-import { createDevice } from "../../runtime/device.js";
-import { parseLinkSpec, startLink, type Link } from "../../runtime/link.js";
-import { runStream, summarise, type RunSummary } from "../../runtime/run.js";
-import { OBJECTIVES, POLICIES, type Objective, type PolicyName } from "../../runtime/scheduler.js";
+import { UsageError } from "../../runtime/common/errors.js";
+import { openBundle } from "../../runtime/node/bundle.js";
+import { bundleCalibration, loadCalibration, preprocessOptions, type Calibration } from "../../compiler/bundler/calibration.js";
+import { createDevice } from "../../runtime/device/device.js";
+import { parseLinkSpec, startLink, type Link } from "../../runtime/emu/link.js";
+import { runStream, summarise, type RunSummary } from "../../runtime/device/run.js";
+import { OBJECTIVES, POLICIES, type Objective, type PolicyName } from "../../runtime/plan/scheduler.js";
 import type { Command } from "../args.js";
 import { humanBytes, table } from "../format.js";
 

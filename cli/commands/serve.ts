@@ -1,9 +1,9 @@
-// dyno serve BUNDLE: host the cloud parts of a bundle (runtime/server.ts; docs/protocol.md; every
+// dyno serve BUNDLE: host the cloud parts of a bundle (runtime/cloud/server.ts; docs/protocol.md; every
 // limit, its default and what a client sees past it: docs/security.md).
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { UsageError } from "../../compiler/errors.js";
-import { SERVE_DEFAULTS, startServer, WS_PATH, INFER_PATH } from "../../runtime/server.js";
+import { UsageError } from "../../runtime/common/errors.js";
+import { SERVE_DEFAULTS, startServer, WS_PATH, INFER_PATH } from "../../runtime/cloud/server.js";
 import type { Command } from "../args.js";
 import { dynoVersion } from "../version.js";
 

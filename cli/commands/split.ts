@@ -2,7 +2,7 @@
 // dyno split MODEL --cuts all|I,J,K -o DIR
 import { analyzeModel } from "../../compiler/pipeline.js";
 import { resolveChain, resolveCut, writeIndex, writeSplit } from "../../compiler/split.js";
-import { UsageError } from "../../compiler/errors.js";
+import { UsageError } from "../../runtime/common/errors.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { humanBytes, humanCount } from "../format.js";
 

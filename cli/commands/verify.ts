@@ -2,17 +2,17 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
-import { DynoError, UsageError } from "../../compiler/errors.js";
+import { DynoError, UsageError } from "../../runtime/common/errors.js";
 import { inferShapes } from "../../compiler/passes/infer-shapes.js";
 import { loadModel } from "../../compiler/onnx/import.js";
 import type { SplitIndex } from "../../compiler/split.js";
-import { maxAbsDiff, openSession, randomFeeds, runChain, type Feeds } from "../../runtime/session.js";
+import { maxAbsDiff, openSession, randomFeeds, runChain, type Feeds } from "../../runtime/node/session.js";
 import { parseInputShapes, type Command } from "../args.js";
 import { table } from "../format.js";
-import { openBundle } from "../../runtime/bundle.js";
-import { bundleCalibration, type BundleCalibrationOptions } from "../../runtime/calibration.js";
-import { ACCURACY_TOLERANCE, verifyBundle } from "../../runtime/verify-bundle.js";
-import { sha256File } from "../../compiler/compile.js";
+import { openBundle } from "../../runtime/node/bundle.js";
+import { bundleCalibration, type BundleCalibrationOptions } from "../../compiler/bundler/calibration.js";
+import { ACCURACY_TOLERANCE, verifyBundle } from "../../compiler/bundler/verify.js";
+import { sha256File } from "../../compiler/bundler/compile.js";
 
 export const verify: Command = {
   name: "verify",

@@ -5,7 +5,7 @@
 // Fields that passes do not interpret (doc strings, metadata, device configurations, subgraph
 // bodies, training info, functions) travel in `extra` / opaque objects and are written back as
 // they were read, so a load/save round trip preserves every field.
-import { GraphError } from "../errors.js";
+import { GraphError } from "../../runtime/common/errors.js";
 import { DataType } from "./dtype.js";
 import type { KeyValue, Tensor } from "./tensor.js";
 

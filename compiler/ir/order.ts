@@ -1,5 +1,5 @@
 // Topological order and the structural invariants every pass must keep.
-import { GraphError } from "../errors.js";
+import { GraphError } from "../../runtime/common/errors.js";
 import type { Graph, Node } from "./graph.js";
 
 /**

@@ -4,7 +4,7 @@
 // external data is read only when asked for, by offset and length, never as a whole file.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { isAbsolute, join, normalize } from "node:path";
-import { ModelError } from "../errors.js";
+import { ModelError } from "../../runtime/common/errors.js";
 import { byteSize, DataType, dtypeName } from "./dtype.js";
 
 export interface KeyValue {

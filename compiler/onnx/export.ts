@@ -1,7 +1,7 @@
 // IR -> ONNX file. The only place (with import.ts) that builds protobuf data.
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { ModelError, UsageError } from "../errors.js";
+import { ModelError, UsageError } from "../../runtime/common/errors.js";
 import type { Attribute, Graph, Model, Value } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { PRESENT } from "./import.js";

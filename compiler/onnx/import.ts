@@ -1,7 +1,7 @@
 // ONNX file -> IR. The only place (with export.ts) that sees protobuf data.
 import { readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { ModelError } from "../errors.js";
+import { ModelError } from "../../runtime/common/errors.js";
 import { Graph, Model, parseTensorType, type Attribute, type Int, type Subgraph } from "../ir/graph.js";
 import { externalEntry, externalPath, Tensor, type TensorData } from "../ir/tensor.js";
 import { ModelProto, PLAIN, type Plain } from "./proto.js";

@@ -2,7 +2,7 @@
 // those tensors added as graph outputs. Symbolic input dims are run at 1 and at 2; a dim that
 // follows them keeps the symbol.
 import ort from "onnxruntime-node";
-import { ModelError } from "../errors.js";
+import { ModelError } from "../../runtime/common/errors.js";
 import { DataType, dtypeFromName } from "../ir/dtype.js";
 import type { Dim, Model, Shape } from "../ir/graph.js";
 import { serializeModel } from "./export.js";

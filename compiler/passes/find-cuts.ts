@@ -4,7 +4,7 @@
 // read after it. In a chain that is one tensor; across a skip connection, parallel branches or
 // dense concatenation it is several. Position 0 is the input cut (cloud-only), the last position
 // the output cut (device-only).
-import { GraphError } from "../errors.js";
+import { GraphError } from "../../runtime/common/errors.js";
 import { byteSize } from "../ir/dtype.js";
 import type { Model, Node, Value } from "../ir/graph.js";
 import { topoSort } from "../ir/order.js";

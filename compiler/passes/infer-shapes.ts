@@ -5,7 +5,7 @@
 // Dims are numbers, symbols ("batch") or null (unknown). Small integer tensors computed from
 // constants and shapes (the Shape -> Gather -> Concat -> Reshape chains that exporters write) are
 // folded as lists of dims, so a Reshape target that mentions the batch keeps it symbolic.
-import { GraphError, UsageError } from "../errors.js";
+import { GraphError, UsageError } from "../../runtime/common/errors.js";
 import { DataType } from "../ir/dtype.js";
 import type { Dim, Graph, Model, Node, Shape, Value } from "../ir/graph.js";
 import { topoSort } from "../ir/order.js";

@@ -2,7 +2,7 @@
 //   device part:  ... -> t -> ai.dyno.QuantizePack -> t__payload (uint8[payload_bytes])
 //   cloud part:   t__payload -> ai.dyno.UnpackDequantize -> t -> ...
 // so each variant's graphs say, in ONNX, what crosses the cut and how it is packed.
-import { UsageError } from "../errors.js";
+import { UsageError } from "../../runtime/common/errors.js";
 import { DataType } from "../ir/dtype.js";
 import { AttrType, Model, tensorTypeDesc, type Attribute } from "../ir/graph.js";
 import { verifyOrThrow } from "../ir/order.js";

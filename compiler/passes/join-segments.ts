@@ -8,7 +8,7 @@
 // a copy of the same static values (shape arithmetic recomputed on each side, small constants
 // inline): a value already produced or stored by an earlier segment is the same value, so the
 // later copy is dropped.
-import { GraphError } from "../errors.js";
+import { GraphError } from "../../runtime/common/errors.js";
 import { Graph, Model, copyValueFacts } from "../ir/graph.js";
 import { verifyOrThrow } from "../ir/order.js";
 

@@ -18,7 +18,7 @@
 // Each part gets: only the initializers it reads; static shape arithmetic it needs, recomputed
 // on its side (or folded to a constant when its source tensor is on the other side); boundary
 // tensors declared with dtype and shape (the batch stays symbolic); original names; opsets.
-import { GraphError, UsageError } from "../errors.js";
+import { GraphError, UsageError } from "../../runtime/common/errors.js";
 import { AttrType, Graph, Model, tensorTypeDesc, type Attribute, type Node, type Value } from "../ir/graph.js";
 import { topoSort, verifyOrThrow } from "../ir/order.js";
 import { Tensor } from "../ir/tensor.js";

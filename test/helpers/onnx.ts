@@ -8,7 +8,7 @@ import { buildModel, node } from "../../compiler/ir/builder.js";
 import { Model } from "../../compiler/ir/graph.js";
 import { Tensor } from "../../compiler/ir/tensor.js";
 import { ModelProto, PLAIN, type Plain } from "../../compiler/onnx/proto.js";
-import { randomFloats as uniform } from "../../runtime/random.js";
+import { randomFloats as uniform } from "../../runtime/common/random.js";
 
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export const MODELS_DIR = join(REPO, "models");
@@ -58,7 +58,7 @@ export function tempDir(prefix: string): string {
   return dir;
 }
 
-export { rng } from "../../runtime/random.js";
+export { rng } from "../../runtime/common/random.js";
 
 /** Uniform floats in [-scale, scale) (scale 0.1: weight-sized values). */
 export function randomFloats(n: number, seed: number, scale = 0.1): Float32Array {

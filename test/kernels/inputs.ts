@@ -1,7 +1,7 @@
 // Seeded inputs for the kernel tests, free of Node APIs so the browser determinism test
 // generates the very same tensors inside Chromium.
 
-export { rng } from "../../runtime/random.js";
+export { rng } from "../../runtime/common/random.js";
 
 export function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

@@ -1,0 +1,180 @@
+// The bundle manifest: one schema, shared by the compiler that writes it, the device runtime
+// (Node and browsers) and the cloud server that read it. zod gives both the TypeScript types and
+// the validation on load, so the two cannot drift apart.
+import { z } from "zod";
+import { DynoError } from "./errors.js";
+
+export const MANIFEST_FORMAT = "dyno-bundle";
+/** 2: variant graphs are assembled from the segments on demand (no per-variant files); accuracy in any metric. */
+export const MANIFEST_VERSION = 2;
+
+const Dim = z.union([z.number().int().nonnegative(), z.string(), z.null()]);
+
+export const TensorSpec = z.object({
+  name: z.string().min(1),
+  dtype: z.string(),
+  shape: z.array(Dim),
+  /** Bytes per input at its own dtype (symbolic dims count 1). */
+  bytes: z.number().nonnegative(),
+});
+export type TensorSpec = z.infer<typeof TensorSpec>;
+
+/**
+ * A file of the bundle, relative to the manifest, with its size and SHA-256 (tamper check). A
+ * plain name: letters, digits, "_", "-", "."; no separator, and no leading dot, so neither "." nor
+ * ".." (the bundle's own folder or its parent) nor a hidden file.
+ */
+export const FileRef = z.object({
+  file: z.string().regex(/^(?!\.)[\w.-]+$/, "a plain file name inside the bundle (no path, no leading dot)"),
+  bytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type FileRef = z.infer<typeof FileRef>;
+
+/** A standard-op segment of the model between two consecutive cuts (weights in weights.bin). */
+export const Segment = z.object({
+  index: z.number().int().nonnegative(),
+  graph: FileRef,
+  inputs: z.array(z.string()),
+  outputs: z.array(z.string()),
+  macs: z.number().nonnegative(),
+  parameterBytes: z.number().nonnegative(),
+});
+export type Segment = z.infer<typeof Segment>;
+
+export const Cut = z.object({
+  /** Index of the cut among the model's candidate cuts (`dyno inspect`). */
+  id: z.number().int().nonnegative(),
+  kind: z.enum(["input", "inner", "output"]),
+  tensors: z.array(TensorSpec),
+  /** float32 bytes crossing per input. */
+  bytes: z.number().nonnegative(),
+  deviceMacs: z.number().nonnegative(),
+  cloudMacs: z.number().nonnegative(),
+  /** Segments [0, deviceSegments) run on the device, the rest on the cloud. */
+  deviceSegments: z.number().int().nonnegative(),
+});
+export type Cut = z.infer<typeof Cut>;
+
+export const BITS = [1, 2, 3, 4, 5, 6, 7, 8, 16] as const;
+export const Bits = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4), z.literal(5), z.literal(6), z.literal(7), z.literal(8), z.literal(16), z.literal("f16"), z.literal("f32")]);
+export type Bits = z.infer<typeof Bits>;
+
+/** How a cut's tensors travel: quantise(b) + pack [+ bit-shuffle] + lossless, or float passthrough. */
+export const CodecSpec = z.object({
+  bits: Bits,
+  perChannel: z.boolean(),
+  shuffle: z.boolean(),
+  lossless: z.enum(["none", "lz4", "deflate", "zstd"]),
+});
+export type CodecSpec = z.infer<typeof CodecSpec>;
+
+export const Variant = z.object({
+  /** Stable id, e.g. "c12-b4-zstd": cut id, bits, lossless stage. */
+  id: z.string().regex(/^[\w.-]+$/),
+  cut: z.number().int().nonnegative(),
+  codec: CodecSpec,
+  /** Measured over the calibration data: payload bytes per input on the wire. */
+  wire: z.object({ meanBytes: z.number().nonnegative(), p95Bytes: z.number().nonnegative(), maxBytes: z.number().nonnegative() }),
+  accuracy: z.object({
+    /** The calibration metric's value for this variant, in the metric's unit (calibration.metric). */
+    value: z.number(),
+    /** How much worse than float32, in the metric's unit (positive = worse, whichever way the metric points). */
+    drop: z.number(),
+  }),
+  /** Within the compile's --max-accuracy-drop: the scheduler offers only admissible variants. */
+  admissible: z.boolean(),
+});
+export type Variant = z.infer<typeof Variant>;
+
+export const Timing = z.object({ meanMs: z.number().nonnegative(), p95Ms: z.number().nonnegative(), runs: z.number().int().positive() });
+export type Timing = z.infer<typeof Timing>;
+
+/** Per-segment latency measured on one backend and machine. */
+export const Profile = z.object({
+  role: z.enum(["device", "cloud"]),
+  backend: z.string(),
+  machine: z.object({ platform: z.string(), arch: z.string(), cpu: z.string(), cores: z.number().int().positive() }),
+  measuredAt: z.string(),
+  segments: z.array(Timing),
+  /** Encode (device) or decode (cloud) time per variant id. */
+  codec: z.record(z.string(), Timing),
+});
+export type Profile = z.infer<typeof Profile>;
+
+export const Manifest = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  version: z.literal(MANIFEST_VERSION),
+  dyno: z.string(),
+  model: z.object({
+    name: z.string(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    inputs: z.array(TensorSpec),
+    outputs: z.array(TensorSpec),
+    totalMacs: z.number().nonnegative(),
+    parameterBytes: z.number().nonnegative(),
+    opsets: z.array(z.object({ domain: z.string(), version: z.number().int() })),
+  }),
+  /** Every initializer of the model, once; segments and variant graphs reference it. */
+  weights: FileRef,
+  segments: z.array(Segment),
+  cuts: z.array(Cut),
+  variants: z.array(Variant),
+  profiles: z.array(Profile),
+  calibration: z.object({
+    source: z.string(),
+    samples: z.number().int().nonnegative(),
+    labelled: z.boolean(),
+    /** The accuracy metric every variant was profiled with (docs/metrics.md); `spec` makes it again. */
+    metric: z.object({ name: z.string(), spec: z.string(), unit: z.string(), higherIsBetter: z.boolean() }),
+    /** The float32 model's value of the metric on the calibration data (against labels, or itself: perfect). */
+    float32Value: z.number(),
+    /** Admissible variants drop at most this much, in the metric's unit. */
+    maxAccuracyDrop: z.number().nonnegative(),
+  }),
+  /**
+   * Input preprocessing of the calibration images, when known: x = (pixel * scale - mean[c]) / std[c]
+   * per model channel c, laid out as `layout`, channels in `channelOrder`, resized by `resize`.
+   * Old manifests lack the last three: layout is then inferred from the input dims.
+   */
+  preprocess: z.object({
+    scale: z.number(),
+    mean: z.array(z.number()),
+    std: z.array(z.number()),
+    layout: z.enum(["nchw", "nhwc"]).optional(),
+    channelOrder: z.enum(["rgb", "bgr"]).default("rgb"),
+    resize: z.enum(["stretch", "pad"]).default("stretch"),
+  }).nullable(),
+});
+export type Manifest = z.infer<typeof Manifest>;
+
+/** A bundle manifest that is not one, is of another version, or fails the schema. */
+export class ManifestError extends DynoError {
+  override name = "ManifestError";
+}
+
+/** Validates a parsed manifest; errors name the file, the field path and what is wrong. */
+export function parseManifest(json: unknown, source = "manifest.json"): Manifest {
+  const head = json as { format?: unknown; version?: unknown } | null;
+  if (!head || typeof head !== "object" || head.format !== MANIFEST_FORMAT) {
+    throw new ManifestError(`"${source}" is not a dyno bundle manifest (format is ${JSON.stringify(head?.format)}, expected "${MANIFEST_FORMAT}")`);
+  }
+  if (head.version !== MANIFEST_VERSION) {
+    const newer = typeof head.version === "number" && head.version > MANIFEST_VERSION;
+    throw new ManifestError(`"${source}" has manifest version ${JSON.stringify(head.version)}; this dyno reads version ${MANIFEST_VERSION}${newer ? " (upgrade dyno)" : " (compile it again with this dyno)"}`);
+  }
+  const r = Manifest.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new ManifestError(`"${source}": ${issue.path.join(".") || "(root)"}: ${issue.message}${r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more)` : ""}`);
+  }
+  const m = r.data;
+  const cutIds = new Set(m.cuts.map((c) => c.id));
+  for (const v of m.variants) {
+    if (!cutIds.has(v.cut)) throw new ManifestError(`"${source}": variant ${v.id} refers to cut ${v.cut}, which the manifest does not list`);
+  }
+  for (const c of m.cuts) {
+    if (c.deviceSegments > m.segments.length) throw new ManifestError(`"${source}": cut ${c.id} runs ${c.deviceSegments} segments on the device; the bundle has ${m.segments.length}`);
+  }
+  return m;
+}

@@ -1,0 +1,77 @@
+// Running a device over a stream of inputs and summarising it: shared by `dyno run`, the demo
+// and the benchmarks. Pure bookkeeping around Device.stream.
+import type { Device, Inference, ProbeStats } from "./device.js";
+import { quantile } from "../common/stats.js";
+
+export interface RunSummary {
+  count: number;
+  seconds: number;
+  throughputPerS: number;
+  latencyP50Ms: number;
+  latencyP95Ms: number;
+  bytesPerInference: number;
+  cloudSecondsPerInference: number;
+  /** Top-1 on labelled inputs, or null. */
+  top1: number | null;
+  fellBack: number;
+  /** Inferences per variant id. */
+  variants: Record<string, number>;
+  /** The device's bandwidth probes during the run, when known. */
+  probes?: ProbeStats;
+}
+
+export interface RunOptions {
+  /** Stop after this many inputs (default: all of `inputs`). */
+  count?: number;
+  /** Stop starting new inputs after this many ms. */
+  durationMs?: number;
+  /** Label of input i (for top-1), or null. */
+  label?: (i: number) => number | null;
+  onResult?: (r: Inference, index: number, elapsedMs: number) => void;
+}
+
+export async function runStream(device: Device, input: (i: number) => Float32Array, options: RunOptions): Promise<{ results: Inference[]; summary: RunSummary }> {
+  const t0 = performance.now();
+  const count = options.count ?? Infinity;
+  async function* inputs() {
+    for (let i = 0; i < count; i++) {
+      if (options.durationMs !== undefined && performance.now() - t0 >= options.durationMs) return;
+      yield input(i);
+    }
+  }
+  const before = device.probes;
+  const results = await device.stream(inputs(), (r, i) => options.onResult?.(r, i, performance.now() - t0));
+  const after = device.probes;
+  const probes = { probes: after.probes - before.probes, bytes: after.bytes - before.bytes, ms: after.ms - before.ms };
+  return { results, summary: { ...summarise(results, (performance.now() - t0) / 1000, options.label), probes } };
+}
+
+export function summarise(results: Inference[], seconds: number, label?: (i: number) => number | null): RunSummary {
+  const lat = results.map((r) => r.timings.totalMs).sort((a, b) => a - b);
+  let correct = 0;
+  let labelled = 0;
+  results.forEach((r, i) => {
+    const y = label?.(i);
+    if (y === null || y === undefined) return;
+    labelled++;
+    const out = Object.values(r.outputs)[0]!.data;
+    let best = 0;
+    for (let k = 1; k < out.length; k++) if (out[k]! > out[best]!) best = k;
+    if (best === y) correct++;
+  });
+  const variants: Record<string, number> = {};
+  for (const r of results) variants[r.variant] = (variants[r.variant] ?? 0) + 1;
+  const n = results.length || 1;
+  return {
+    count: results.length,
+    seconds,
+    throughputPerS: results.length / seconds,
+    latencyP50Ms: quantile(lat, 0.5),
+    latencyP95Ms: quantile(lat, 0.95),
+    bytesPerInference: results.reduce((s, r) => s + r.timings.bytes, 0) / n,
+    cloudSecondsPerInference: results.reduce((s, r) => s + (r.fellBack ? 0 : r.timings.cloudMs), 0) / 1000 / n,
+    top1: labelled ? correct / labelled : null,
+    fellBack: results.filter((r) => r.fellBack).length,
+    variants,
+  };
+}

@@ -1,0 +1,191 @@
+// The executor: runs a bundle's variants. onnxruntime sessions run the standard-op segments; the
+// WASM kernels run the ai.dyno QuantizePack / UnpackDequantize steps (onnxruntime cannot load
+// custom-op libraries in Node or browsers, so those ops are ours).
+//
+// Every variant is a split of the same segment chain: the device runs segments [0, k) of its
+// cut and packs the cut tensors, the cloud unpacks them and runs [k, n). The segment sessions
+// are created once and shared by all variants, so switching variants between two inferences
+// creates no session, and memory holds the weights once.
+import { cpus, homedir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { DynoError } from "../common/errors.js";
+import { decodeWithShape, encode, initKernels, type EncodeOptions } from "../../kernels/index.js";
+import type { Bundle } from "../node/bundle.js";
+import type { Cut, Manifest, Profile, Variant } from "../common/manifest.js";
+import { openSession } from "../node/session.js";
+import { timingOf } from "../common/stats.js";
+
+export interface Payload {
+  tensor: string;
+  bytes: Uint8Array;
+}
+
+export type DeviceResult =
+  | { kind: "split"; variant: Variant; payloads: Payload[]; segmentMs: number[]; encodeMs: number }
+  | { kind: "local"; variant: Variant; outputs: Record<string, ort.Tensor>; segmentMs: number[] };
+
+export interface CloudResult {
+  outputs: Record<string, ort.Tensor>;
+  segmentMs: number[];
+  decodeMs: number;
+}
+
+export class PayloadError extends DynoError {
+  override name = "PayloadError";
+}
+
+export function encodeOptions(v: Variant): EncodeOptions {
+  return { bits: v.codec.bits, perChannel: v.codec.perChannel, shuffle: v.codec.shuffle, codec: v.codec.lossless };
+}
+
+export class Executor {
+  private constructor(
+    readonly bundle: Bundle,
+    private readonly sessions: (ort.InferenceSession | null)[],
+  ) {}
+
+  /** Opens sessions for `segments` (default: all) with `threads` intra-op threads each. */
+  /** `optimize: false` turns onnxruntime's graph optimisations off (for bit-exact comparisons). */
+  static async open(bundle: Bundle, options: { segments?: number[]; threads?: number; optimize?: boolean } = {}): Promise<Executor> {
+    await initKernels();
+    const m = bundle.manifest;
+    const wanted = new Set(options.segments ?? m.segments.map((s) => s.index));
+    const sessions: (ort.InferenceSession | null)[] = [];
+    for (const s of m.segments) {
+      sessions.push(wanted.has(s.index) ? await openSession(bundle.path(s.graph), { threads: options.threads ?? 1, optimize: options.optimize ?? true }) : null);
+    }
+    return new Executor(bundle, sessions);
+  }
+
+  get manifest(): Manifest {
+    return this.bundle.manifest;
+  }
+
+  get inputName(): string {
+    return this.manifest.model.inputs[0]!.name;
+  }
+
+  cutOf(v: Variant): Cut {
+    return this.manifest.cuts.find((c) => c.id === v.cut)!;
+  }
+
+  /** The device side of a variant on one input: its segments, then the packing kernels. */
+  async device(variantId: string, input: ort.Tensor): Promise<DeviceResult> {
+    const v = this.bundle.variant(variantId);
+    const cut = this.cutOf(v);
+    const pool: Record<string, ort.Tensor> = { [this.inputName]: input };
+    const segmentMs = await this.runSegments(0, cut.deviceSegments, pool);
+    if (cut.kind === "output") {
+      const outputs = Object.fromEntries(this.manifest.model.outputs.map((o) => [o.name, pool[o.name]!]));
+      return { kind: "local", variant: v, outputs, segmentMs };
+    }
+    const t0 = performance.now();
+    const opts = encodeOptions(v);
+    const payloads = cut.tensors.map((t) => {
+      const x = pool[t.name];
+      if (!x) throw new DynoError(`segment chain did not produce cut tensor "${t.name}"`);
+      return { tensor: t.name, bytes: encode(x.data as Float32Array, x.dims as number[], opts) };
+    });
+    return { kind: "split", variant: v, payloads, segmentMs, encodeMs: performance.now() - t0 };
+  }
+
+  /**
+   * The cloud side: unpacks each payload, checks it against the cut tensor's declared shape and
+   * the variant's codec, and runs the remaining segments.
+   */
+  async cloud(variantId: string, payloads: readonly Payload[]): Promise<CloudResult> {
+    const v = this.bundle.variant(variantId);
+    const cut = this.cutOf(v);
+    if (cut.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the cloud has nothing to run`);
+    const t0 = performance.now();
+    const pool: Record<string, ort.Tensor> = {};
+    if (payloads.length !== cut.tensors.length) throw new PayloadError(`variant "${v.id}" expects ${cut.tensors.length} payload(s) (${cut.tensors.map((t) => t.name).join(", ")}), got ${payloads.length}`);
+    for (const spec of cut.tensors) {
+      const p = payloads.find((x) => x.tensor === spec.name);
+      if (!p) throw new PayloadError(`variant "${v.id}": no payload for cut tensor "${spec.name}"`);
+      let decoded: { data: Float32Array; shape: number[] };
+      try {
+        decoded = decodeWithShape(p.bytes, { maxElements: maxElements(spec.shape) });
+      } catch (e) {
+        throw new PayloadError(`payload for "${spec.name}": ${(e as Error).message}`);
+      }
+      const want = spec.shape;
+      const ok = decoded.shape.length === want.length && want.every((d, i) => (typeof d === "number" ? d === decoded.shape[i] : decoded.shape[i]! >= 1));
+      if (!ok) throw new PayloadError(`payload for "${spec.name}" has shape [${decoded.shape.join(",")}], the cut tensor is [${want.join(",")}]`);
+      pool[spec.name] = new ort.Tensor("float32", decoded.data, decoded.shape);
+    }
+    const decodeMs = performance.now() - t0;
+    const segmentMs = await this.runSegments(cut.deviceSegments, this.manifest.segments.length, pool);
+    const outputs = Object.fromEntries(this.manifest.model.outputs.map((o) => [o.name, pool[o.name]!]));
+    return { outputs, segmentMs, decodeMs };
+  }
+
+  /** Runs segments [from, to) in order over `pool`; returns each one's milliseconds. */
+  async runSegments(from: number, to: number, pool: Record<string, ort.Tensor>): Promise<number[]> {
+    const ms: number[] = [];
+    for (let i = from; i < to; i++) {
+      const s = this.sessions[i];
+      if (!s) throw new DynoError(`segment ${i} is not loaded in this executor`);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const name of s.inputNames) {
+        const t = pool[name];
+        if (!t) throw new DynoError(`segment ${i} needs "${name}", which no earlier step produced`);
+        feeds[name] = t;
+      }
+      const t0 = performance.now();
+      Object.assign(pool, await s.run(feeds));
+      ms.push(performance.now() - t0);
+    }
+    return ms;
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions) await s?.release();
+  }
+}
+
+/** A payload may not decode to more elements than its tensor has (symbolic batch up to 64). */
+function maxElements(shape: (number | string | null)[]): number {
+  return shape.reduce<number>((a, d) => a * (typeof d === "number" ? d : 64), 1);
+}
+
+/**
+ * Device-side profile on first start: a few warm runs per segment with this device's backend,
+ * cached per bundle and machine, replacing the bundle's device profile for this device.
+ */
+export async function profileDevice(exec: Executor, input: ort.Tensor, options: { runs?: number; cacheDir?: string; backend?: string } = {}): Promise<Profile> {
+  const m = exec.manifest;
+  const backend = options.backend ?? "onnxruntime-node cpu (1 thread)";
+  const cpu = cpus()[0]?.model?.trim() ?? "unknown";
+  const dir = options.cacheDir ?? join(homedir(), ".cache", "dyno");
+  const key = `${m.weights.sha256.slice(0, 16)}-${m.segments.map((s) => s.graph.sha256.slice(0, 6)).join("")}`.slice(0, 64);
+  const path = join(dir, `profile-${key}-${process.platform}-${process.arch}.json`);
+  if (existsSync(path)) {
+    try {
+      const cached = JSON.parse(readFileSync(path, "utf8")) as Profile;
+      if (cached.backend === backend && cached.machine.cpu === cpu && cached.segments.length === m.segments.length) return cached;
+    } catch {
+      /* re-measure */
+    }
+  }
+  const runs = options.runs ?? 5;
+  const times: number[][] = m.segments.map(() => []);
+  for (let r = -1; r < runs; r++) {
+    const pool: Record<string, ort.Tensor> = { [exec.inputName]: input };
+    const ms = await exec.runSegments(0, m.segments.length, pool);
+    if (r >= 0) ms.forEach((t, i) => times[i]!.push(t));
+  }
+  const profile: Profile = {
+    role: "device",
+    backend,
+    machine: { platform: process.platform, arch: process.arch, cpu, cores: cpus().length },
+    measuredAt: new Date().toISOString(),
+    segments: times.map(timingOf),
+    codec: m.profiles.find((p) => p.role === "device")?.codec ?? {},
+  };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path, JSON.stringify(profile, null, 1));
+  return profile;
+}

@@ -1,0 +1,321 @@
+// Live estimates the scheduler plans with: link bandwidth and RTT, device and cloud time per
+// segment, codec times and bytes per variant. Every updater is pure (state in, state out; no
+// clocks, timers or sockets): the device client measures an inference and folds the numbers in.
+//
+//   estimates = initEstimates(manifest, { link: { bandwidthMbps: 15, rttMs: 50 } });
+//   estimates = observe(estimates, { kind: "device", from: 0, to: 3, ms: 41 },
+//                                  { kind: "transfer", bytes: 18_000, seconds: 0.061 },
+//                                  { kind: "rtt", ms: 52 });
+//
+// Bandwidth: the harmonic mean of the last few throughput samples (robust to one lucky fast
+// sample, quick to fall on a slow one, as video ABR estimators do), plus a step detector: when
+// the two newest samples both sit a factor `changeFactor` above (or below) the rest of the
+// window, the older samples are dropped, so a bandwidth step is tracked within two inferences.
+// A transfer of a packet or less says nothing about bandwidth, so a device that sends little (or
+// nothing: device-only) cannot see the link get wider. The estimate says when it needs a probe
+// (`bandwidthStale`): before the first sample ("prior"), and after an RTT step ("link-change": the
+// link is another one now). The device then sends a padded ping (client.probe) and folds it in
+// with a "probe" observation, which replaces the window. An RTT sample off by `changeFactor` from
+// the estimate marks the link `suspect` until the next sample confirms or clears it, and a
+// transfer measured while it is suspect is not a bandwidth sample (its RTT share is unknown).
+// Compute: one ratio per role (measured / profiled time, EWMA) scales every segment's profiled
+// time, so a measurement of segments [0, 3) also moves the estimate of segment 5 (device load).
+import type { Manifest, Profile } from "../common/manifest.js";
+
+export interface LinkEstimate {
+  /** Bits per second. */
+  bandwidthBps: number;
+  rttMs: number;
+  /** Recent throughput samples (bits/s), oldest first, at most `window` of them. */
+  recent: readonly number[];
+  transfers: number;
+  rtts: number;
+  /** Link changes seen so far (an RTT step, a bandwidth step, a probe that replaced the window). */
+  changes: number;
+  /** The last RTT samples (ms), for the step detector; absent before the first. */
+  recentRtt?: readonly number[];
+  /** Why the bandwidth estimate needs a probe, if it does: no sample yet, or the link changed since. */
+  bandwidthStale?: "prior" | "link-change";
+  /** The newest RTT sample is off by changeFactor from the estimate, not yet confirmed. */
+  suspect?: boolean;
+}
+
+export interface LinkOptions {
+  /** Throughput samples in the harmonic mean. */
+  window: number;
+  /** EWMA weight of a new RTT sample. */
+  rttAlpha: number;
+  /** A transfer of at most this many bytes is an RTT sample (its serialisation time is noise). */
+  smallBytes: number;
+  /** Step detector: two new samples this factor off the older ones replace the window. */
+  changeFactor: number;
+  /** A transfer whose serialisation takes less than this (ms) is too short to clear a stale estimate. */
+  reliableMs: number;
+}
+
+export const LINK_DEFAULTS: Readonly<LinkOptions> = Object.freeze({ window: 4, rttAlpha: 0.5, smallBytes: 1500, changeFactor: 1.5, reliableMs: 2 });
+
+/** A prior for the link before any sample: the 4G preset of the brief (§5) unless told. */
+export function initLink(prior: { bandwidthMbps: number; rttMs: number } = { bandwidthMbps: 15, rttMs: 50 }): LinkEstimate {
+  if (!(prior.bandwidthMbps > 0) || !(prior.rttMs >= 0)) throw new RangeError(`link prior needs bandwidthMbps > 0 and rttMs >= 0, got ${JSON.stringify(prior)}`);
+  return { bandwidthBps: prior.bandwidthMbps * 1e6, rttMs: prior.rttMs, recent: [], transfers: 0, rtts: 0, changes: 0, bandwidthStale: "prior" };
+}
+
+/**
+ * A transfer: `bytes` sent upstream and `seconds` from the first byte sent to the (small) reply,
+ * less the server's compute time, i.e. bytes * 8 / bandwidth + RTT. Or an RTT sample from a ping.
+ */
+export type LinkSample = { bytes: number; seconds: number } | { rttMs: number } | LinkProbeSample;
+
+/** A probe (client.probe): a fresh RTT, and `bytes` that took `serialMs` beyond it. */
+export interface LinkProbeSample {
+  probe: true;
+  rttMs: number;
+  bytes: number;
+  serialMs: number;
+}
+
+function harmonic(xs: readonly number[]): number {
+  let s = 0;
+  for (const x of xs) s += 1 / x;
+  return xs.length / s;
+}
+
+function ewma(old: number, sample: number, alpha: number, first: boolean): number {
+  return first ? sample : old + alpha * (sample - old);
+}
+
+function updateRtt(s: LinkEstimate, ms: number, o: LinkOptions): LinkEstimate {
+  if (!(ms >= 0 && Number.isFinite(ms))) return s;
+  const recent = [...(s.recentRtt ?? []), ms].slice(-2);
+  // Step detector, as for bandwidth: two samples in a row a factor `changeFactor` above (or
+  // below) the estimate replace it (an RTT step is tracked in two samples, not in five).
+  const off = (x: number) => x > s.rttMs * o.changeFactor || x * o.changeFactor < s.rttMs;
+  const step = s.rtts > 0 && recent.length === 2 && recent.every(off) && (recent[0]! > s.rttMs) === (recent[1]! > s.rttMs);
+  const rttMs = step ? (recent[0]! + recent[1]!) / 2 : ewma(s.rttMs, ms, o.rttAlpha, s.rtts === 0);
+  const suspect = !step && s.rtts > 0 && off(ms);
+  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: recent, suspect, changes: s.changes + (step ? 1 : 0), bandwidthStale: step ? "link-change" : s.bandwidthStale };
+}
+
+/** Bits/s of a probe; a serialisation time under 50 µs (noise) counts as 50 µs. */
+export function probeBps(p: { bytes: number; serialMs: number }): number {
+  return (p.bytes * 8 * 1000) / Math.max(p.serialMs, 0.05);
+}
+
+function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): LinkEstimate {
+  if (!(p.bytes > 0 && Number.isFinite(p.serialMs) && p.rttMs >= 0 && Number.isFinite(p.rttMs))) return state;
+  const s = updateRtt(state, p.rttMs, o);
+  const bps = probeBps(p);
+  // A probe answers a stale estimate outright; a routine one replaces the window only when it
+  // disagrees with it by changeFactor (the link changed without its RTT moving).
+  const off = bps > s.bandwidthBps * o.changeFactor || bps * o.changeFactor < s.bandwidthBps;
+  const reset = s.bandwidthStale !== undefined || off;
+  const recent = reset ? [bps] : [...s.recent, bps].slice(-o.window);
+  // The prober sizes and repeats probes until one is long enough to time (client side); each
+  // one answers the staleness.
+  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), bandwidthStale: undefined };
+}
+
+export function updateLink(state: LinkEstimate, sample: LinkSample, options: Partial<LinkOptions> = {}): LinkEstimate {
+  const o = { ...LINK_DEFAULTS, ...options };
+  if ("probe" in sample) return updateProbe(state, sample, o);
+  if ("rttMs" in sample) return updateRtt(state, sample.rttMs, o);
+  const { bytes, seconds } = sample;
+  if (!(bytes >= 0 && seconds > 0 && Number.isFinite(seconds))) return state;
+  const ms = seconds * 1000;
+  if (bytes <= o.smallBytes) return updateRtt(state, ms, o);
+  let s = state;
+  // A whole transfer faster than the RTT estimate: the RTT went down; it is at most `ms`.
+  if (ms < s.rttMs) s = updateRtt(s, ms, o);
+  // The RTT is in doubt: this transfer's split into RTT and serialisation is unknown, so it is
+  // no bandwidth sample.
+  if (s.suspect) return s;
+  // Serialisation time: what the RTT does not explain, never less than a tenth of the transfer.
+  const serialMs = Math.max(ms - s.rttMs, ms * 0.1);
+  const bps = (bytes * 8 * 1000) / serialMs;
+  // After a link change the older samples describe another link.
+  let changes = s.changes;
+  let recent = [...s.recent, bps].slice(-o.window);
+  if (s.bandwidthStale === "link-change") (recent = [bps]), changes++;
+  else if (recent.length >= 3) {
+    const older = harmonic(recent.slice(0, -2));
+    const [a, b] = recent.slice(-2) as [number, number];
+    const up = a > older * o.changeFactor && b > older * o.changeFactor;
+    const down = a * o.changeFactor < older && b * o.changeFactor < older;
+    if (up || down) (recent = [a, b]), changes++;
+  }
+  // A transfer too short to time (serialisation under reliableMs) leaves the estimate stale.
+  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes, bandwidthStale: serialMs >= o.reliableMs ? undefined : s.bandwidthStale };
+}
+
+/** Where a role's per-segment baseline comes from. */
+export type BaseSource = { kind: "profile"; backend: string; machine: string } | { kind: "macs"; macsPerSecond: number };
+
+export interface RoleEstimate {
+  role: "device" | "cloud";
+  /** Profiled (or MAC-derived) ms per segment, before correction. */
+  baseMs: readonly number[];
+  /** prefixMs[i] = sum of baseMs[0, i); length segments + 1. */
+  prefixMs: readonly number[];
+  source: BaseSource;
+  /** Measured / profiled time, EWMA over every compute sample of this role. */
+  ratio: number;
+  samples: number;
+  /** Profiled encode (device) or decode (cloud) ms per variant id. */
+  codecBaseMs: Readonly<Record<string, number>>;
+  /** Measured codec ms per variant id (EWMA); replaces the profiled value once present. */
+  codecMs: Readonly<Record<string, number>>;
+}
+
+export interface Estimates {
+  link: LinkEstimate;
+  device: RoleEstimate;
+  cloud: RoleEstimate;
+  /** Measured payload bytes per variant id (EWMA); unmeasured variants use the manifest's wire.meanBytes. */
+  bytes: Readonly<Record<string, number>>;
+  /** EWMA weight of a new compute, codec or bytes sample. */
+  alpha: number;
+  linkOptions: LinkOptions;
+}
+
+/** Nominal rates for a role without a profile in the manifest (stated in docs/scheduler.md). */
+export const NOMINAL_MACS_PER_SECOND = { device: 1e9, cloud: 2e10 } as const;
+
+export interface EstimateOptions {
+  link?: { bandwidthMbps: number; rttMs: number };
+  /** Prefer the profile of this backend (e.g. "onnxruntime-web/wasm") for its role. */
+  deviceBackend?: string;
+  cloudBackend?: string;
+  alpha?: number;
+  linkOptions?: Partial<LinkOptions>;
+}
+
+function pickProfile(m: Manifest, role: "device" | "cloud", backend?: string): Profile | undefined {
+  const mine = m.profiles.filter((p) => p.role === role && p.segments.length === m.segments.length);
+  return mine.find((p) => p.backend === backend) ?? mine[0];
+}
+
+function roleFromManifest(m: Manifest, role: "device" | "cloud", backend?: string): RoleEstimate {
+  const p = pickProfile(m, role, backend);
+  const baseMs = p ? p.segments.map((t) => t.meanMs) : m.segments.map((s) => (s.macs / NOMINAL_MACS_PER_SECOND[role]) * 1000);
+  const prefixMs = [0];
+  for (const t of baseMs) prefixMs.push(prefixMs[prefixMs.length - 1]! + t);
+  const codecBaseMs: Record<string, number> = {};
+  if (p) for (const [id, t] of Object.entries(p.codec)) codecBaseMs[id] = t.meanMs;
+  const source: BaseSource = p
+    ? { kind: "profile", backend: p.backend, machine: `${p.machine.cpu} (${p.machine.platform}/${p.machine.arch})` }
+    : { kind: "macs", macsPerSecond: NOMINAL_MACS_PER_SECOND[role] };
+  return { role, baseMs, prefixMs, source, ratio: 1, samples: 0, codecBaseMs, codecMs: {} };
+}
+
+export function initEstimates(manifest: Manifest, options: EstimateOptions = {}): Estimates {
+  const alpha = options.alpha ?? 0.5;
+  if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`estimator alpha must be in (0, 1], got ${alpha}`);
+  return {
+    link: initLink(options.link),
+    device: roleFromManifest(manifest, "device", options.deviceBackend),
+    cloud: roleFromManifest(manifest, "cloud", options.cloudBackend),
+    bytes: {},
+    alpha,
+    linkOptions: { ...LINK_DEFAULTS, ...options.linkOptions },
+  };
+}
+
+/** Profiled ms of segments [from, to) of a role, before correction. */
+export function baseRangeMs(r: RoleEstimate, from: number, to: number): number {
+  return r.prefixMs[to]! - r.prefixMs[from]!;
+}
+
+/** Estimated ms of segments [from, to) of a role, now. */
+export function rangeMs(r: RoleEstimate, from: number, to: number): number {
+  return baseRangeMs(r, from, to) * r.ratio;
+}
+
+/** Estimated encode (device) or decode (cloud) ms of a variant; 0 when neither profiled nor measured. */
+export function codecMs(r: RoleEstimate, variantId: string): number {
+  const measured = r.codecMs[variantId];
+  if (measured !== undefined) return measured;
+  const base = r.codecBaseMs[variantId];
+  return base === undefined ? 0 : base * r.ratio;
+}
+
+/** Folds `ms` measured for segments [from, to) into the role's ratio. */
+export function updateCompute(r: RoleEstimate, sample: { from: number; to: number; ms: number }, alpha: number): RoleEstimate {
+  const { from, to, ms } = sample;
+  if (!(to > from && from >= 0 && to < r.prefixMs.length && ms >= 0 && Number.isFinite(ms))) return r;
+  const base = baseRangeMs(r, from, to);
+  if (!(base > 0)) return r;
+  // A sample counts as at most twice the current ratio: a slow outlier (a descheduled run, a GC
+  // pause) would otherwise stick, since a role the scheduler then stops using is not measured
+  // again. Noise only slows a run down, so a fast sample counts in full; a real slow-down is still
+  // tracked, at most doubling the sample's weight per inference.
+  const x = r.samples === 0 ? ms / base : Math.min(ms / base, r.ratio * 2);
+  return { ...r, ratio: ewma(r.ratio, x, alpha, r.samples === 0), samples: r.samples + 1 };
+}
+
+export function updateCodec(r: RoleEstimate, variantId: string, ms: number, alpha: number): RoleEstimate {
+  if (!(ms >= 0 && Number.isFinite(ms))) return r;
+  const old = r.codecMs[variantId];
+  return { ...r, codecMs: { ...r.codecMs, [variantId]: ewma(old ?? 0, ms, alpha, old === undefined) } };
+}
+
+/** One measurement the device client (or the server, reporting back) made. */
+export type Observation =
+  | { kind: "transfer"; bytes: number; seconds: number }
+  | { kind: "rtt"; ms: number }
+  | { kind: "probe"; rttMs: number; bytes: number; serialMs: number }
+  | { kind: "device" | "cloud"; from: number; to: number; ms: number }
+  | { kind: "encode" | "decode"; variant: string; ms: number }
+  | { kind: "bytes"; variant: string; bytes: number };
+
+function observeOne(e: Estimates, o: Observation): Estimates {
+  switch (o.kind) {
+    case "transfer": return { ...e, link: updateLink(e.link, o, e.linkOptions) };
+    case "rtt": return { ...e, link: updateLink(e.link, { rttMs: o.ms }, e.linkOptions) };
+    case "probe": return { ...e, link: updateLink(e.link, { probe: true, rttMs: o.rttMs, bytes: o.bytes, serialMs: o.serialMs }, e.linkOptions) };
+    case "device": return { ...e, device: updateCompute(e.device, o, e.alpha) };
+    case "cloud": return { ...e, cloud: updateCompute(e.cloud, o, e.alpha) };
+    case "encode": return { ...e, device: updateCodec(e.device, o.variant, o.ms, e.alpha) };
+    case "decode": return { ...e, cloud: updateCodec(e.cloud, o.variant, o.ms, e.alpha) };
+    case "bytes": {
+      if (!(o.bytes >= 0 && Number.isFinite(o.bytes))) return e;
+      const old = e.bytes[o.variant];
+      return { ...e, bytes: { ...e.bytes, [o.variant]: ewma(old ?? 0, o.bytes, e.alpha, old === undefined) } };
+    }
+  }
+}
+
+/** Folds observations into the estimates, in order. Malformed samples (NaN, negative) are ignored. */
+export function observe(e: Estimates, ...observations: Observation[]): Estimates {
+  let s = e;
+  for (const o of observations) s = observeOne(s, o);
+  return s;
+}
+
+/** Everything one split inference measured; fields the client did not measure are left out. */
+export interface InferenceRecord {
+  variant: string;
+  /** Segments [0, deviceSegments) ran on the device, the rest in the cloud. */
+  deviceSegments: number;
+  segments: number;
+  deviceMs?: number;
+  encodeMs?: number;
+  bytes?: number;
+  transferSeconds?: number;
+  rttMs?: number;
+  decodeMs?: number;
+  cloudMs?: number;
+}
+
+/** The observations of one inference, for `observe(estimates, ...observationsOf(record))`. */
+export function observationsOf(r: InferenceRecord): Observation[] {
+  const out: Observation[] = [];
+  if (r.deviceMs !== undefined) out.push({ kind: "device", from: 0, to: r.deviceSegments, ms: r.deviceMs });
+  if (r.encodeMs !== undefined) out.push({ kind: "encode", variant: r.variant, ms: r.encodeMs });
+  if (r.bytes !== undefined) out.push({ kind: "bytes", variant: r.variant, bytes: r.bytes });
+  if (r.rttMs !== undefined) out.push({ kind: "rtt", ms: r.rttMs });
+  if (r.bytes !== undefined && r.transferSeconds !== undefined) out.push({ kind: "transfer", bytes: r.bytes, seconds: r.transferSeconds });
+  if (r.decodeMs !== undefined) out.push({ kind: "decode", variant: r.variant, ms: r.decodeMs });
+  if (r.cloudMs !== undefined) out.push({ kind: "cloud", from: r.deviceSegments, to: r.segments, ms: r.cloudMs });
+  return out;
+}
