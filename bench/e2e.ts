@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { cachedBundle, fixture } from "../cli/bundle-cache.js";
 import { humanBytes, table } from "../cli/format.js";
 import { loadCalibration } from "../compiler/bundler/calibration.js";
-import { createDevice, type Device } from "../runtime/device/device.js";
+import { createDevice, type Device } from "../runtime/node/device.js";
 import { PRESETS, startLink } from "../runtime/emu/link.js";
 import { runStream, type RunSummary } from "../runtime/device/run.js";
 import type { Objective, PolicyName } from "../runtime/plan/scheduler.js";

@@ -4,6 +4,7 @@
 // - the cost of switching variants between two inferences, against staying on one.
 //
 //   npm run bench -- executor [MODEL=models/<default>.onnx] [BUNDLE]   (compiles MODEL if no BUNDLE)
+import { openExecutor } from "../runtime/node/executor.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,7 +33,7 @@ if (mode === "--child-whole") {
 if (mode === "--child-executor") {
   const [dir] = rest as [string];
   const before = process.memoryUsage().rss;
-  const exec = await Executor.open(openBundle(dir, { checksums: false }));
+  const exec = await openExecutor(openBundle(dir, { checksums: false }));
   const dims = exec.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   const x = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(0.1), dims);
   for (const v of exec.manifest.variants) {
@@ -66,7 +67,7 @@ const whole = child(["--child-whole", model, JSON.stringify(dims)]);
 const exec = child(["--child-executor", bundleDir]);
 
 // Switch cost: alternate between two split variants at different cuts vs repeat one.
-const e = await Executor.open(bundle);
+const e = await openExecutor(bundle);
 const x = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(0.1), dims);
 const splits = bundle.manifest.variants.filter((v) => bundle.manifest.cuts.find((c) => c.id === v.cut)!.kind === "inner");
 const [va, vb] = [splits[0]!, splits[splits.length - 1]!];

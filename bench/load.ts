@@ -20,6 +20,7 @@
 //
 // Bounded: every loop stops at its deadline and at a count; hostile traffic is rate-limited; all
 // traffic goes to 127.0.0.1; every child process is killed when the bench ends, also on error.
+import { openExecutor } from "../runtime/node/executor.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -33,7 +34,7 @@ import ort from "onnxruntime-node";
 import WebSocket from "ws";
 import { cachedBundle, fixture, ROOT } from "../cli/bundle-cache.js";
 import { humanBytes, table } from "../cli/format.js";
-import { CloudError, connectCloud, type CloudClient } from "../runtime/device/client.js";
+import { CloudError, connectCloud, type CloudClient } from "../runtime/node/client.js";
 import { Executor, type Payload } from "../runtime/exec/executor.js";
 import type { Variant } from "../runtime/common/manifest.js";
 import { buildRequest, modelId } from "../runtime/common/protocol.js";
@@ -405,7 +406,7 @@ async function main(): Promise<void> {
   if (cutOf(variant).kind === "output") throw new Error(`${variant.id} runs on the device alone: pick a variant that sends something`);
 
   // Expected outputs, once, from the local Executor with the server's thread count.
-  const local = await Executor.open(bundle, { threads });
+  const local = await openExecutor(bundle, { threads });
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   const size = dims.reduce((a, b) => a * b, 1);
   const cases: Case[] = [];

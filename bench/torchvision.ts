@@ -11,7 +11,8 @@ import { serializeModel } from "../compiler/onnx/export.js";
 import { inferShapes } from "../compiler/passes/infer-shapes.js";
 import { findCuts } from "../compiler/passes/find-cuts.js";
 import { partition } from "../compiler/passes/partition.js";
-import { maxAbsDiff, openSession, randomFeeds, runChain } from "../runtime/node/session.js";
+import { openSession } from "../runtime/node/session.js";
+import { maxAbsDiff, randomFeeds, runChain } from "../compiler/bundler/feeds.js";
 import { compareWithOrt } from "../test/shape-check.js";
 import { table } from "../cli/format.js";
 

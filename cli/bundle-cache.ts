@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { compile, sha256File } from "../compiler/bundler/compile.js";
 import { DynoError } from "../runtime/common/errors.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { dynoVersion } from "./version.js";
 
 /** The repository root (the sources run from it; the built CLI from dist/). */
@@ -30,7 +30,7 @@ export function fixture(name?: string): Fixture {
  * Opens the bundle of `fx` in `dir` (default .dyno/<name>.bundle), compiling it first (bits
  * 2/3/4/6/8, 300 calibration images, 5 profile runs) unless a current one is there.
  */
-export async function cachedBundle(fx: Fixture, dir = join(ROOT, ".dyno", `${fx.name}.bundle`), log: (line: string) => void = console.log): Promise<{ bundle: Bundle; dir: string; reused: boolean }> {
+export async function cachedBundle(fx: Fixture, dir = join(ROOT, ".dyno", `${fx.name}.bundle`), log: (line: string) => void = console.log): Promise<{ bundle: NodeBundle; dir: string; reused: boolean }> {
   let reused = false;
   try {
     const m = openBundle(dir).manifest;

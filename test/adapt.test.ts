@@ -20,15 +20,16 @@
 // is the median over the rounds of chosen / best (each round runs both back to back, so a burst
 // of load on this shared machine slows both). A gap over 5% is measured again over 15 more rounds
 // before it counts.
+import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import type { Calibration } from "../compiler/bundler/calibration.js";
-import { createDevice, type Device, type Inference } from "../runtime/device/device.js";
+import { createDevice, type Device, type Inference } from "../runtime/node/device.js";
 import { Executor } from "../runtime/exec/executor.js";
 import { startLink, type LinkShape } from "../runtime/emu/link.js";
 import { gapToOracle, oracle } from "../runtime/plan/scheduler.js";
@@ -48,7 +49,7 @@ const STEPS: (LinkShape & { name: string })[] = [
 ];
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-adapt-"));
-let bundle: Bundle;
+let bundle: NodeBundle;
 let cal: Calibration;
 let local: Executor;
 const dims = () => bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
@@ -77,7 +78,7 @@ const adapt = suite("adaptation to link steps (acceptance)");
 adapt.before(async () => {
   ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle"), { maxAccuracyDrop: MAX_DROP }));
   bundle = openBundle(join(dir, "bundle"));
-  local = await Executor.open(bundle);
+  local = await openExecutor(bundle);
 });
 
 adapt.after(async () => {

@@ -1,3 +1,4 @@
+import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,7 +71,7 @@ runtime.before(async () => {
 });
 
 runtime("switching variants between inferences creates no session", async () => {
-  const exec = await Executor.open(openBundle(bundleDir));
+  const exec = await openExecutor(openBundle(bundleDir));
   const opened = session.sessionsOpened;
   const m = exec.manifest;
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
@@ -84,7 +85,7 @@ runtime("switching variants between inferences creates no session", async () => 
 });
 
 runtime("the cloud rejects a payload of the wrong shape, a truncated one, and a missing one", async () => {
-  const exec = await Executor.open(openBundle(bundleDir));
+  const exec = await openExecutor(openBundle(bundleDir));
   const m = exec.manifest;
   const v = m.variants.find((x) => x.codec.bits === 4 && m.cuts.find((c) => c.id === x.cut)!.kind === "inner")!;
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));

@@ -4,16 +4,17 @@
 // pinned variant over it runs device-only, the planner does not offer one); a request refused
 // anyway (HTTP 413, WebSocket close 1009) finishes on the device, and the requests it shared a
 // WebSocket with are sent again on a new one. Every output is checked against the local Executor.
+import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import type { Calibration } from "../compiler/bundler/calibration.js";
-import { CloudError, connectCloud, type CloudClient } from "../runtime/device/client.js";
-import { createDevice, type DeviceOptions, type Inference } from "../runtime/device/device.js";
+import { CloudError, connectCloud, type CloudClient } from "../runtime/node/client.js";
+import { createDevice, type Inference, type NodeDeviceOptions } from "../runtime/node/device.js";
 import { initEstimates } from "../runtime/plan/estimators.js";
 import { Executor } from "../runtime/exec/executor.js";
 import type { Variant } from "../runtime/common/manifest.js";
@@ -26,7 +27,7 @@ import { gate, until } from "./helpers/waits.js";
 const MAX_BODY = 8 * 1024;
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-limits-"));
-let bundle: Bundle;
+let bundle: NodeBundle;
 let cal: Calibration;
 let local: Executor;
 /** The float32 input cut (cloud-only): a request over MAX_BODY. */
@@ -58,7 +59,7 @@ async function serve(options: Partial<ServeOptions> = {}): Promise<DynoServer> {
   return srv;
 }
 
-function device(cloud: string | CloudClient, options: Partial<DeviceOptions> = {}) {
+function device(cloud: string | CloudClient, options: Partial<NodeDeviceOptions> = {}) {
   return createDevice({ bundle, cloud, bandwidthProbe: false, profile: { cacheDir: join(dir, "profiles") }, ...options });
 }
 
@@ -75,7 +76,7 @@ const s = suite("device and the server's --max-body");
 s.before(async () => {
   ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle")));
   bundle = openBundle(join(dir, "bundle"));
-  local = await Executor.open(bundle);
+  local = await openExecutor(bundle);
   const m = bundle.manifest;
   const kind = (v: Variant) => m.cuts.find((c) => c.id === v.cut)!.kind;
   over = m.variants.find((v) => kind(v) === "input" && v.codec.bits === "f32")!;

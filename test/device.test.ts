@@ -1,3 +1,4 @@
+import { openExecutor } from "../runtime/node/executor.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -6,18 +7,18 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import type { Calibration } from "../compiler/bundler/calibration.js";
-import { createDevice, type Inference } from "../runtime/device/device.js";
+import { createDevice, type Inference } from "../runtime/node/device.js";
 import { Executor } from "../runtime/exec/executor.js";
-import { connectCloud } from "../runtime/device/client.js";
+import { connectCloud } from "../runtime/node/client.js";
 import { probeBps } from "../runtime/plan/estimators.js";
 import { startLink } from "../runtime/emu/link.js";
 import { startServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures, ROOT } from "./fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-device-"));
-let bundle: Bundle;
+let bundle: NodeBundle;
 let cal: Calibration;
 let local: Executor;
 const dims = () => bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
@@ -41,7 +42,7 @@ const device = suite("device runtime over loopback");
 device.before(async () => {
   ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle")));
   bundle = openBundle(join(dir, "bundle"));
-  local = await Executor.open(bundle);
+  local = await openExecutor(bundle);
 });
 
 device.after(async () => {

@@ -17,7 +17,8 @@ import { partition, partitionChain } from "../compiler/passes/partition.js";
 import { nodeMacs } from "../compiler/passes/costs.js";
 import { analyzeModel } from "../compiler/pipeline.js";
 import { DynoError } from "../runtime/common/errors.js";
-import { maxAbsDiff, openSession, randomFeeds, runChain } from "../runtime/node/session.js";
+import { openSession } from "../runtime/node/session.js";
+import { maxAbsDiff, randomFeeds, runChain } from "../compiler/bundler/feeds.js";
 import { fixtures, runDyno } from "./fixtures.js";
 
 const SEED = 20261123;

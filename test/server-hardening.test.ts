@@ -6,6 +6,7 @@
 // "answered before the run ended" is checked against the server's own count of finished runs.
 // Also the small units the server is made of: admission, the log limiter, heartbeats, the
 // request-size bound.
+import { openExecutor } from "../runtime/node/executor.js";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
@@ -20,7 +21,7 @@ import { buildModel, node } from "../compiler/ir/builder.js";
 import { Tensor } from "../compiler/ir/tensor.js";
 import { saveModel } from "../compiler/onnx/export.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { BundleError, openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { BundleError, openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { loadCalibration } from "../compiler/bundler/calibration.js";
 import type { CloudError } from "../runtime/device/client.js";
 import { Executor, type Payload } from "../runtime/exec/executor.js";
@@ -39,7 +40,7 @@ const MiB = 1 << 20;
 const root = mkdtempSync(join(tmpdir(), "dyno-harden-"));
 const bundleDir = join(root, "bundle");
 
-let bundle: Bundle;
+let bundle: NodeBundle;
 let MODEL = "";
 /** An inner-cut 8-bit variant (small, quick requests) and the 8-bit input cut (the whole model in the cloud). */
 let inner: Variant;
@@ -48,7 +49,7 @@ let quick: Payload[] = [];
  * A bundle whose cloud part is one long synchronous onnxruntime run (a 7x7 convolution over
  * 64x128x128, ~3 GMAC, in a single segment): the input-cut variant and a request's payloads.
  */
-let slow: Bundle;
+let slow: NodeBundle;
 let slowVariant: Variant;
 let long: Payload[] = [];
 
@@ -66,7 +67,7 @@ s.before(async () => {
   MODEL = modelId(m);
   const kind = (v: Variant) => m.cuts.find((c) => c.id === v.cut)!.kind;
   inner = m.variants.find((v) => kind(v) === "inner" && v.codec.bits === 8)!;
-  const local = await Executor.open(bundle);
+  const local = await openExecutor(bundle);
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   const one = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), SEED), dims);
   const d = await local.device(inner.id, one);
@@ -75,7 +76,7 @@ s.before(async () => {
   await local.release();
   slow = await compileSlowBundle(join(root, "slow"));
   slowVariant = slow.manifest.variants.find((v) => v.codec.bits === 8 && slow.manifest.cuts.find((c) => c.id === v.cut)!.kind === "input")!;
-  const slowLocal = await Executor.open(slow);
+  const slowLocal = await openExecutor(slow);
   const sd = slow.manifest.model.inputs[0]!.shape as number[];
   const l = await slowLocal.device(slowVariant.id, new ort.Tensor("float32", randomFloats(sd.reduce((a, b) => a * b, 1), SEED + 1), sd));
   if (l.kind !== "split") throw new Error(`${slowVariant.id} is not split`);
@@ -84,7 +85,7 @@ s.before(async () => {
 });
 
 /** y = Conv7x7(x): one node, so one segment and one synchronous run (its 4 MiB output is the reply). */
-async function compileSlowBundle(dir: string): Promise<Bundle> {
+async function compileSlowBundle(dir: string): Promise<NodeBundle> {
   const C = 64;
   const H = 128;
   const model = buildModel({
@@ -256,7 +257,7 @@ s("the default --max-body is the bundle's largest legal request with a margin, n
   const meta = await (await fetch(`${srv.url}/v2/models/resnet`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
   assert.ok(meta.dyno.maxBody >= cut.bytes + 16 && meta.dyno.maxBody < 8 * MiB, `default maxBody ${meta.dyno.maxBody}, float32 input cut ${cut.bytes} bytes`);
   // The largest request a device sends (float32 at the input cut) is accepted under the default.
-  const local = await Executor.open(bundle);
+  const local = await openExecutor(bundle);
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   const d = await local.device(f32Input.id, new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), SEED + 2), dims));
   await local.release();

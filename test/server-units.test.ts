@@ -1,5 +1,6 @@
 // The units dyno serve is made of, each alone: admission (global, per client, per address), the
 // log limiter and log escaping, the heartbeat, and the request-size bound behind --max-body.
+import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +8,7 @@ import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { Admission } from "../runtime/cloud/admission.js";
-import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { Executor } from "../runtime/exec/executor.js";
 import { Heartbeat } from "../runtime/cloud/heartbeat.js";
 import { escapeLogText, LogLimiter } from "../runtime/cloud/log-limiter.js";
@@ -17,7 +18,7 @@ import { compileTestBundle, fixtures } from "./fixtures.js";
 
 const MiB = 1 << 20;
 const root = mkdtempSync(join(tmpdir(), "dyno-serve-units-"));
-let bundle: Bundle;
+let bundle: NodeBundle;
 
 const u = suite("serve units: admission, log limiter, heartbeat, request bound");
 
@@ -93,7 +94,7 @@ u("maxRequestBytes: float32 cut bytes of the largest variant + codec headers + t
   }
   // A real float32 request at the input cut (what a device sends) fits.
   const f32 = m.variants.find((v) => v.codec.bits === "f32" && m.cuts.find((c) => c.id === v.cut)!.kind === "input")!;
-  const local = await Executor.open(bundle);
+  const local = await openExecutor(bundle);
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   const d = await local.device(f32.id, new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), 3), dims));
   await local.release();

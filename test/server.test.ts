@@ -3,6 +3,7 @@
 // unauthorised requests, in-flight limits, timeouts, dropped connections, graceful shutdown,
 // KServe v2 endpoints and /metrics, and the CLI. Runs are held in flight deterministically with
 // the server's beforeRun gate, never with sleeps.
+import { openExecutor } from "../runtime/node/executor.js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,9 +14,9 @@ import * as assert from "uvu/assert";
 import WebSocket from "ws";
 import { compile } from "../compiler/bundler/compile.js";
 import { analyzeModel } from "../compiler/pipeline.js";
-import { openBundle, type Bundle } from "../runtime/node/bundle.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { loadCalibration } from "../compiler/bundler/calibration.js";
-import { connectCloud } from "../runtime/device/client.js";
+import { connectCloud } from "../runtime/node/client.js";
 import { Executor, type Payload } from "../runtime/exec/executor.js";
 import { startLink } from "../runtime/emu/link.js";
 import type { Variant } from "../runtime/common/manifest.js";
@@ -31,7 +32,7 @@ const TOKEN = "s3cret-token";
 const root = mkdtempSync(join(tmpdir(), "dyno-serve-"));
 const bundleDir = join(root, "bundle");
 
-let bundle: Bundle;
+let bundle: NodeBundle;
 let local: Executor;
 let MODEL = "";
 /** Inner-cut variants of several codecs, plus the input cut (the whole model in the cloud). */
@@ -54,7 +55,7 @@ s.before(async () => {
   const calibration = await loadCalibration(fx.path, { inputDims: perSample, samples: 16 });
   await compile(a, fx.path, { out: bundleDir, calibration, bits: [4, 8], maxAccuracyDrop: 1, profileRuns: 1, dynoVersion: "test" });
   bundle = openBundle(bundleDir);
-  local = await Executor.open(bundle);
+  local = await openExecutor(bundle);
   const m = bundle.manifest;
   MODEL = modelId(m);
   const cutKind = (v: Variant) => m.cuts.find((c) => c.id === v.cut)!.kind;

@@ -3,7 +3,7 @@
 // emulated link whose bandwidth steps Wi-Fi -> 3G -> 4G, prints how cut and bits adapt, compares
 // throughput with device-only and cloud-only on each link, and shuts everything down.
 import { loadCalibration } from "../../compiler/bundler/calibration.js";
-import { createDevice } from "../../runtime/device/device.js";
+import { createDevice } from "../../runtime/node/device.js";
 import { startLink, PRESETS, type LinkTrace } from "../../runtime/emu/link.js";
 import { runStream } from "../../runtime/device/run.js";
 import type { Objective, PolicyName } from "../../runtime/plan/scheduler.js";

@@ -4,7 +4,7 @@ import cliProgress from "cli-progress";
 import { UsageError } from "../../runtime/common/errors.js";
 import { openBundle } from "../../runtime/node/bundle.js";
 import { bundleCalibration, loadCalibration, preprocessOptions, type Calibration } from "../../compiler/bundler/calibration.js";
-import { createDevice } from "../../runtime/device/device.js";
+import { createDevice } from "../../runtime/node/device.js";
 import { parseLinkSpec, startLink, type Link } from "../../runtime/emu/link.js";
 import { runStream, summarise, type RunSummary } from "../../runtime/device/run.js";
 import { OBJECTIVES, POLICIES, type Objective, type PolicyName } from "../../runtime/plan/scheduler.js";

@@ -7,7 +7,7 @@ import type { Model } from "../ir/graph.js";
 import { insertQuantizePack, insertUnpackDequantize, type PackSpec } from "../passes/insert-pack.js";
 import { joinSegments } from "../passes/join-segments.js";
 import { partition } from "../passes/partition.js";
-import type { Bundle } from "../../runtime/node/bundle.js";
+import type { NodeBundle } from "../../runtime/node/bundle.js";
 import type { CodecSpec, Variant } from "../../runtime/common/manifest.js";
 
 export interface VariantGraphs {
@@ -18,7 +18,7 @@ export interface VariantGraphs {
 }
 
 /** The whole model, joined from the bundle's segments (weights stay in weights.bin until read). */
-export function bundleModel(bundle: Bundle): Model {
+export function bundleModel(bundle: NodeBundle): Model {
   return joinSegments(bundle.manifest.segments.map((s) => loadModel(bundle.path(s.graph))));
 }
 
@@ -27,7 +27,7 @@ export function packSpec(codec: CodecSpec): PackSpec {
 }
 
 /** The variant's device and cloud graphs; `model` (bundleModel) may be passed in to join once. */
-export function variantGraphs(bundle: Bundle, v: Variant, model: Model = bundleModel(bundle)): VariantGraphs {
+export function variantGraphs(bundle: NodeBundle, v: Variant, model: Model = bundleModel(bundle)): VariantGraphs {
   const cut = bundle.manifest.cuts.find((c) => c.id === v.cut)!;
   if (cut.kind === "output") return { device: null, cloud: null };
   const names = cut.tensors.map((t) => t.name);

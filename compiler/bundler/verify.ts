@@ -5,14 +5,15 @@
 // graphs assembled from the segments (what `dyno export-variant` writes) must compute what the
 // executor computes; and the accuracy table must be reproduced, in the manifest's metric, on
 // the calibration data through this runtime.
+import { openExecutor } from "../../runtime/node/executor.js";
 import ort from "onnxruntime-node";
-import type { Bundle } from "../../runtime/node/bundle.js";
+import type { NodeBundle } from "../../runtime/node/bundle.js";
 import { labelAt, type Calibration } from "./calibration.js";
 import { decodeWithShape } from "../../kernels/index.js";
 import { Executor } from "../../runtime/exec/executor.js";
 import type { Variant } from "../../runtime/common/manifest.js";
 import { randomFloats } from "../../runtime/common/random.js";
-import { maxAbsDiff } from "../../runtime/node/session.js";
+import { maxAbsDiff } from "./feeds.js";
 import { DynoGraphRunner } from "./graph-runner.js";
 import { payloadName } from "../passes/insert-pack.js";
 import type { Model } from "../ir/graph.js";
@@ -39,8 +40,8 @@ export interface VariantCheck {
 /** Accuracy reproduced within this much, in the metric's unit (one sample in 400 may flip on a tie). */
 export const ACCURACY_TOLERANCE = 0.25;
 
-export async function verifyBundle(bundle: Bundle, calibration: Calibration | null, seed = 1): Promise<VariantCheck[]> {
-  const exec = await Executor.open(bundle);
+export async function verifyBundle(bundle: NodeBundle, calibration: Calibration | null, seed = 1): Promise<VariantCheck[]> {
+  const exec = await openExecutor(bundle);
   const m = bundle.manifest;
   const spec = m.model.inputs[0]!;
   const dims = spec.shape.map((d) => (typeof d === "number" ? d : 1));
@@ -50,7 +51,7 @@ export async function verifyBundle(bundle: Bundle, calibration: Calibration | nu
   const metric = calibration ? await loadMetric(mm.spec, { inputDims: dims, outputs: m.model.outputs.map((o) => o.name), labelled: calibration.labels !== null, baseDir: process.cwd() }) : null;
   // The accuracy table is reproduced with graph optimisations off, as compile measured it: a
   // fused kernel rounds differently, and on near-tied outputs (random weights) that flips samples.
-  const plain = await Executor.open(bundle, { optimize: false });
+  const plain = await openExecutor(bundle, { optimize: false });
   const references = calibration && metric ? await metricReferences(plain, calibration, metric) : null;
   const model = bundleModel(bundle);
   const checks: VariantCheck[] = [];
@@ -162,7 +163,7 @@ async function metricValue(exec: Executor, v: Variant, cal: Calibration, metric:
  * runner and the executor on the same input, both without graph optimisations: payload bytes and
  * outputs must be equal.
  */
-async function graphsAgree(bundle: Bundle, model: Model, exec: Executor, v: Variant, x: ort.Tensor): Promise<boolean | null> {
+async function graphsAgree(bundle: NodeBundle, model: Model, exec: Executor, v: Variant, x: ort.Tensor): Promise<boolean | null> {
   const graphs = variantGraphs(bundle, v, model);
   if (!graphs.device || !graphs.cloud) return null;
   const device = await DynoGraphRunner.open(graphs.device, { optimize: false });

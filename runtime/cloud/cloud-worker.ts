@@ -2,10 +2,11 @@
 // opens the bundle's sessions, then runs one request at a time. onnxruntime-node runs inference
 // synchronously on the calling thread, which is why this is a thread of its own: while it runs,
 // the server's main thread keeps answering health checks, timers and other clients.
+import { openExecutor } from "../node/executor.js";
 import { sep } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import type ort from "onnxruntime-node";
-import { openBundle, type Bundle } from "../node/bundle.js";
+import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Executor, PayloadError } from "../exec/executor.js";
 import type { OutputTensor } from "../common/protocol.js";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
@@ -14,11 +15,11 @@ const port = parentPort!;
 const init = workerData as WorkerInit;
 const send = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 
-let bundle: Bundle | null = null;
+let bundle: NodeBundle | null = null;
 try {
   // The main thread has checked every file's SHA-256; sizes are checked again here.
   bundle = openBundle(init.dir, { checksums: false });
-  const executor = await Executor.open(bundle, { threads: init.threads });
+  const executor = await openExecutor(bundle, { threads: init.threads });
   const outputNames = executor.manifest.model.outputs.map((o) => o.name);
   port.on("message", (m: ToWorker) => void run(executor, outputNames, m));
   send({ type: "ready" });

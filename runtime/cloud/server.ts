@@ -43,7 +43,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { DynoError } from "../common/errors.js";
 import { Admission } from "./admission.js";
-import { openBundle, type Bundle } from "../node/bundle.js";
+import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Heartbeat } from "./heartbeat.js";
 import { escapeLogText, LogLimiter } from "./log-limiter.js";
 import type { Manifest } from "../common/manifest.js";
@@ -107,7 +107,7 @@ export function defaultWsSendBuffer(manifest: Pick<Manifest, "model">): number {
 
 export interface ServeOptions {
   /** A bundle directory (opened with checksums) or an open bundle. */
-  bundle: string | Bundle;
+  bundle: string | NodeBundle;
   host?: string;
   /** 0 picks a free port (see DynoServer.port). */
   port?: number;

@@ -25,7 +25,7 @@
 // busy client.
 import { Worker } from "node:worker_threads";
 import { DynoError } from "../common/errors.js";
-import type { Bundle } from "../node/bundle.js";
+import type { NodeBundle } from "../node/bundle.js";
 import { FairQueue } from "./fair-queue.js";
 import type { OutputTensor, WirePayload } from "../common/protocol.js";
 
@@ -155,7 +155,7 @@ export class WorkerPool {
     for (const slot of slots) this.watch(slot);
   }
 
-  static async open(bundle: Bundle, options: PoolOptions): Promise<WorkerPool> {
+  static async open(bundle: NodeBundle, options: PoolOptions): Promise<WorkerPool> {
     if (!Number.isInteger(options.workers) || options.workers < 1) throw new DynoError(`worker pool: workers must be a positive integer, got ${options.workers}`);
     const init: WorkerInit = { dir: bundle.dir, threads: options.threads };
     const started = await Promise.allSettled(Array.from({ length: options.workers }, () => start(init)));

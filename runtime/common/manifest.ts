@@ -1,7 +1,7 @@
 // The bundle manifest: one schema, shared by the compiler that writes it, the device runtime
 // (Node and browsers) and the cloud server that read it. zod gives both the TypeScript types and
 // the validation on load, so the two cannot drift apart.
-import { z } from "zod";
+import * as z from "zod";
 import { DynoError } from "./errors.js";
 
 export const MANIFEST_FORMAT = "dyno-bundle";
@@ -56,7 +56,6 @@ export const Cut = z.object({
 });
 export type Cut = z.infer<typeof Cut>;
 
-export const BITS = [1, 2, 3, 4, 5, 6, 7, 8, 16] as const;
 export const Bits = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4), z.literal(5), z.literal(6), z.literal(7), z.literal(8), z.literal(16), z.literal("f16"), z.literal("f32")]);
 export type Bits = z.infer<typeof Bits>;
 

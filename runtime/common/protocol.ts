@@ -18,7 +18,7 @@
 // bytes against payloads of kilobytes, parses in microseconds, is readable in a packet dump and
 // validated by the same zod schema everywhere; the fixed prefix carries the version, so any change
 // to the header's fields bumps it.
-import { z } from "zod";
+import * as z from "zod";
 import { DynoError } from "./errors.js";
 import { headerLength, Kind, rawBodyLength, readHeader } from "../../kernels/format.js";
 import { Bits, type Cut, type Manifest, type Variant } from "./manifest.js";

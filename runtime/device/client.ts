@@ -72,6 +72,8 @@ export interface CloudOptions {
   timeoutMs?: number;
   /** Requests pending at once; one more rejects with "overloaded". Default 16. */
   maxInFlight?: number;
+  /** Opens the WebSocket (default globalSocket; Node: runtime/node/client.ts nodeSocket). */
+  socket?: SocketFactory;
 }
 
 export interface CloudRequest {
@@ -138,7 +140,7 @@ export function connectCloud(options: CloudOptions): CloudClient {
   const base = options.url.replace(/\/+$/, "").replace(/^ws(s?):/, "http$1:");
   if (!/^https?:\/\/[^/]+$/.test(base)) throw new CloudError("connection", `cloud url "${options.url}" is not http(s)://host:port or ws(s)://host:port`);
   const model = options.model.slice(0, 16);
-  const transport = options.transport === "http" ? httpTransport(base, options.token, timeoutMs) : wsTransport(base, options.token, timeoutMs);
+  const transport = options.transport === "http" ? httpTransport(base, options.token, timeoutMs) : wsTransport(base, options.token, timeoutMs, options.socket ?? globalSocket);
   let nextId = 1;
   let closed = false;
   let known: ServerLimits = {};
@@ -323,7 +325,7 @@ function kindOfStatus(status: number): CloudErrorKind {
 // --- WebSocket ----------------------------------------------------------------------------------
 
 /** The part of the WebSocket API shared by browsers and the `ws` package. */
-interface SocketLike {
+export interface SocketLike {
   binaryType: string;
   readyState: number;
   onopen: ((ev: unknown) => void) | null;
@@ -334,20 +336,19 @@ interface SocketLike {
   close(code?: number, reason?: string): void;
 }
 
-type SocketFactory = (url: string, token: string | undefined) => Promise<SocketLike>;
+/** Opens a WebSocket to `url` offering the dyno.v1 subprotocol and carrying `token`. */
+export type SocketFactory = (url: string, token: string | undefined) => Promise<SocketLike>;
 
-const isNode = typeof process !== "undefined" && !!process.versions?.node;
-
-/** Node: the `ws` package (headers allowed); browsers: the global WebSocket and a subprotocol. */
-const openSocket: SocketFactory = async (url, token) => {
-  if (isNode) {
-    const { default: WebSocket } = await import("ws");
-    const headers = token === undefined ? undefined : { Authorization: `Bearer ${token}` };
-    return new WebSocket(url, ["dyno.v1"], { headers, perMessageDeflate: false }) as unknown as SocketLike;
-  }
+/**
+ * The global WebSocket (browsers, Node 22+): it cannot set headers, so the token rides in a
+ * second subprotocol (the server accepts both). Node's `ws` with a header: runtime/node/client.ts.
+ */
+export const globalSocket: SocketFactory = async (url, token) => {
+  const WebSocketImpl = (globalThis as unknown as { WebSocket?: new (u: string, p: string[]) => SocketLike }).WebSocket;
+  if (!WebSocketImpl) throw new CloudError("connection", "no WebSocket in this environment: on Node 20 connect through runtime/node/client.ts, or use transport http");
   const protocols = ["dyno.v1"];
   if (token !== undefined) protocols.push(`dyno-bearer.${base64url(token)}`);
-  return new (globalThis as unknown as { WebSocket: new (u: string, p: string[]) => SocketLike }).WebSocket(url, protocols);
+  return new WebSocketImpl(url, protocols);
 };
 
 function base64url(s: string): string {
@@ -383,7 +384,7 @@ function closeKind(code: number): CloudErrorKind {
   return "connection";
 }
 
-function wsTransport(base: string, token: string | undefined, timeoutMs: number): Transport {
+function wsTransport(base: string, token: string | undefined, timeoutMs: number, openSocket: SocketFactory): Transport {
   const url = `${base.replace(/^http/, "ws")}/v1/ws`;
   let conn: Connection | null = null;
   let pendingCount = 0;

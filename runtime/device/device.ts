@@ -9,19 +9,32 @@
 // the planner does not offer a variant whose payload may exceed it, a pinned one runs
 // device-only, and one whose actual request is over it (or that the server refuses anyway:
 // too-large) finishes here from its payloads. A refusal is not an outage: the cloud stays up.
-import ort from "onnxruntime-node";
+//
+// Platform-free: the bundle, the inference backend, the WebSocket and the profile cache are
+// given. runtime/node/device.ts gives Node's (a directory, onnxruntime-node, `ws`, ~/.cache/dyno),
+// runtime/web/device.ts a browser's (a URL, onnxruntime-web, WebSocket, localStorage).
+import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
-import { openBundle, type Bundle } from "../node/bundle.js";
+import type { Manifest, Profile, Variant } from "../common/manifest.js";
+import type { Backend, Tensor } from "../exec/backend.js";
 import { observe, observationsOf, initEstimates, type Estimates } from "../plan/estimators.js";
-import { Executor, profileDevice } from "../exec/executor.js";
-import type { Manifest, Variant } from "../common/manifest.js";
+import { backendLabel, Executor, measureProfile, profileKey } from "../exec/executor.js";
 import { MAX_PROBE_PAD_BYTES, modelId, PREFIX_BYTES, type RequestHeader } from "../common/protocol.js";
 import { chooseVariant, payloadBound, pinVariant, type Choice, type Objective, type PolicyName } from "../plan/scheduler.js";
-import { connectCloud, type CloudClient, type ServerLimits } from "./client.js";
+import { connectCloud, type CloudClient, type ServerLimits, type SocketFactory } from "./client.js";
 import { sleep } from "../common/clock.js";
 
+/** Where a device keeps its measured profile between starts (by profileKey). */
+export interface ProfileCache {
+  get(key: string): Promise<Profile | null>;
+  set(key: string, profile: Profile): Promise<void>;
+}
+
 export interface DeviceOptions {
-  bundle: string | Bundle;
+  bundle: Bundle;
+  backend: Backend;
+  /** Opens the WebSocket to the cloud (default: the global WebSocket). */
+  socket?: SocketFactory;
   /**
    * The cloud: a URL of `dyno serve` (http://host:port, or ws://), a client made with
    * connectCloud, or null for a device with no cloud (device-only).
@@ -57,10 +70,10 @@ export interface DeviceOptions {
   /** Inferences on the link or in the cloud at once in stream() (default 8). */
   pipelineDepth?: number;
   /**
-   * Profile this device's segments on first start (a few warm runs, cached in cacheDir, default
-   * ~/.cache/dyno); false plans from the bundle's profile alone.
+   * Profile this device's segments on first start (a few warm runs, kept in `cache` when given);
+   * false plans from the bundle's profile alone.
    */
-  profile?: false | { cacheDir?: string };
+  profile?: false | { cache?: ProfileCache };
   /**
    * Bandwidth probes (padded pings, client.probe) when the estimate is stale: before the first
    * inference, after the RTT stepped, and when no transfer has timed the link for `maxAgeMs`
@@ -122,17 +135,20 @@ export interface Device {
   readonly probes: ProbeStats;
   /** The server's limits as last read (empty until read, or when it publishes none). */
   readonly limits: ServerLimits;
+  /**
+   * Another cloud (a URL or client; null: none): the next inferences go there. The estimates
+   * stay and follow what the new link measures (a probe first); requests in flight on the old
+   * connection finish on the device.
+   */
+  setCloud(cloud: string | CloudClient | null): void;
   close(): Promise<void>;
 }
 
-export class CloudUnavailable extends DynoError {
-  override name = "CloudUnavailable";
-}
-
 export async function createDevice(options: DeviceOptions): Promise<Device> {
-  const bundle = typeof options.bundle === "string" ? openBundle(options.bundle) : options.bundle;
+  const bundle = options.bundle;
   if (options.variant !== undefined) checkVariant(bundle.manifest, options.variant);
-  const exec = await Executor.open(bundle, { threads: options.threads ?? 1 });
+  const exec = await Executor.open(bundle, { backend: options.backend, threads: options.threads ?? 1 });
+  const tensor = (data: Float32Array): Tensor => options.backend.tensor(data, dims);
   const m = bundle.manifest;
   const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   const inputSize = dims.reduce((a, b) => a * b, 1);
@@ -150,8 +166,12 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // per-segment times replace the bundle's device profile in the estimates.
   let planning = m;
   if (options.profile !== false) {
-    const zeros = new ort.Tensor("float32", new Float32Array(inputSize), dims);
-    const mine = await profileDevice(exec, zeros, { cacheDir: options.profile?.cacheDir });
+    const cache = options.profile?.cache;
+    const key = profileKey(exec);
+    const cached = await cache?.get(key).catch(() => null);
+    const fits = (p: Profile | null | undefined): p is Profile => !!p && p.backend === backendLabel(exec) && p.segments.length === m.segments.length && p.machine.cpu === exec.backend.machine().cpu;
+    const mine = fits(cached) ? cached : await measureProfile(exec, tensor(new Float32Array(inputSize)));
+    if (mine !== cached) await cache?.set(key, mine).catch(() => {});
     planning = { ...m, profiles: [mine, ...m.profiles.filter((p) => p.role !== "device")] };
   }
   let estimates = initEstimates(planning, { link: options.link });
@@ -162,13 +182,12 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   let previous: Choice | null = null;
   let pendingSwitch = false;
   let planChanges = 0;
-  let cloud: CloudClient | null =
-    typeof options.cloud === "string"
-      ? connectCloud({ url: options.cloud, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000 })
-      : options.cloud;
+  const clientOf = (c: string | CloudClient | null) =>
+    typeof c === "string" ? connectCloud({ url: c, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000, socket: options.socket }) : c;
+  let cloud: CloudClient | null = clientOf(options.cloud);
   let cloudUp = cloud !== null;
   let probeDelay = options.probeMs ?? 250;
-  let probeTimer: NodeJS.Timeout | null = null;
+  let probeTimer: ReturnType<typeof setTimeout> | null = null;
   let closed = false;
 
   let limits: ServerLimits = {};
@@ -199,7 +218,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
         const rtt = await cloud!.ping();
         estimates = observe(estimates, { kind: "rtt", ms: rtt });
         // Back, perhaps restarted with other limits: read them before the next plan.
-        if (!(await readLimits())) throw new CloudUnavailable("the cloud answered a ping but not its model metadata");
+        if (!(await readLimits())) throw new DynoError("the cloud answered a ping but not its model metadata");
         cloudUp = true;
         probeDelay = options.probeMs ?? 250;
       } catch {
@@ -313,7 +332,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // times slower than the device is. Measured, the first sample would set the compute ratio (and
   // a codec's time) for good, and the scheduler would never try device-only again to correct it.
   {
-    const zero = new ort.Tensor("float32", new Float32Array(inputSize), dims);
+    const zero = tensor(new Float32Array(inputSize));
     for (let i = 0; i < 3; i++) await exec.device(deviceOnlyId, zero);
     const inputCut = m.cuts.find((c) => c.kind === "input");
     for (const v of m.variants) if (inputCut && v.cut === inputCut.id) await exec.device(v.id, zero);
@@ -367,7 +386,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     // sends nothing, so without it the device would never notice the link getting better, and a
     // split's transfer alone cannot tell a longer RTT from a narrower link.
     if (cloud && cloudUp) linkProbe();
-    const x = new ort.Tensor("float32", input, dims);
+    const x = tensor(input);
     const d = await exec.device(id, x);
     const computeMs = d.segmentMs.reduce((a, b) => a + b, 0);
     const deviceSegments = m.cuts.find((c) => c.id === d.variant.cut)!.deviceSegments;
@@ -470,6 +489,19 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       if (failure) throw failure;
       return results;
     },
+    setCloud(next) {
+      if (closed) throw new DynoError("device is closed");
+      const old = cloud;
+      cloud = clientOf(next);
+      cloudUp = cloud !== null;
+      limits = {};
+      if (probeTimer) clearTimeout(probeTimer);
+      probeTimer = null;
+      probeDelay = options.probeMs ?? 250;
+      connecting = cloud ? readLimits().then((up) => void (up || markDown())) : null;
+      // Requests still on the old connection fail over to the device (a connection error).
+      void old?.close().catch(() => {});
+    },
     async close() {
       closed = true;
       if (probeTimer) clearTimeout(probeTimer);
@@ -513,7 +545,7 @@ function cloudOnlyId(m: Manifest): string {
   return (vs.find((v) => v.codec.bits === "f32") ?? vs[0]!).id;
 }
 
-function plain(outputs: Record<string, ort.Tensor>): Record<string, { dims: number[]; data: Float32Array }> {
+function plain(outputs: Record<string, Tensor>): Record<string, { dims: number[]; data: Float32Array }> {
   return Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dims: [...t.dims] as number[], data: t.data as Float32Array }]));
 }
 

@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { performance } from "node:perf_hooks";
-import { z } from "zod";
+import * as z from "zod";
 import { DynoError } from "../common/errors.js";
 import { WAKE_SLACK_MS, wakeAt } from "../common/clock.js";
 import { rng } from "../common/random.js";

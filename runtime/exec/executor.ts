@@ -6,16 +6,15 @@
 // cut and packs the cut tensors, the cloud unpacks them and runs [k, n). The segment sessions
 // are created once and shared by all variants, so switching variants between two inferences
 // creates no session, and memory holds the weights once.
-import { cpus, homedir } from "node:os";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import ort from "onnxruntime-node";
+//
+// The engine is a Backend (./backend.ts): onnxruntime-node (runtime/node/backend.ts) or
+// onnxruntime-web (runtime/web/backend.ts); nothing here imports either.
+import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
-import { decodeWithShape, encode, initKernels, type EncodeOptions } from "../../kernels/index.js";
-import type { Bundle } from "../node/bundle.js";
 import type { Cut, Manifest, Profile, Variant } from "../common/manifest.js";
-import { openSession } from "../node/session.js";
 import { timingOf } from "../common/stats.js";
+import { decodeWithShape, encode, initKernels, type EncodeOptions } from "../../kernels/index.js";
+import type { Backend, InferenceSession, Tensor } from "./backend.js";
 
 export interface Payload {
   tensor: string;
@@ -24,10 +23,10 @@ export interface Payload {
 
 export type DeviceResult =
   | { kind: "split"; variant: Variant; payloads: Payload[]; segmentMs: number[]; encodeMs: number }
-  | { kind: "local"; variant: Variant; outputs: Record<string, ort.Tensor>; segmentMs: number[] };
+  | { kind: "local"; variant: Variant; outputs: Record<string, Tensor>; segmentMs: number[] };
 
 export interface CloudResult {
-  outputs: Record<string, ort.Tensor>;
+  outputs: Record<string, Tensor>;
   segmentMs: number[];
   decodeMs: number;
 }
@@ -43,20 +42,26 @@ export function encodeOptions(v: Variant): EncodeOptions {
 export class Executor {
   private constructor(
     readonly bundle: Bundle,
-    private readonly sessions: (ort.InferenceSession | null)[],
+    readonly backend: Backend,
+    /** Intra-op threads per session. */
+    readonly threads: number,
+    private readonly sessions: (InferenceSession | null)[],
   ) {}
 
-  /** Opens sessions for `segments` (default: all) with `threads` intra-op threads each. */
-  /** `optimize: false` turns onnxruntime's graph optimisations off (for bit-exact comparisons). */
-  static async open(bundle: Bundle, options: { segments?: number[]; threads?: number; optimize?: boolean } = {}): Promise<Executor> {
+  /**
+   * Opens sessions for `segments` (default: all) on `backend` with `threads` intra-op threads
+   * each; `optimize: false` turns graph optimisations off (for bit-exact comparisons).
+   */
+  static async open(bundle: Bundle, options: { backend: Backend; segments?: number[]; threads?: number; optimize?: boolean }): Promise<Executor> {
     await initKernels();
     const m = bundle.manifest;
     const wanted = new Set(options.segments ?? m.segments.map((s) => s.index));
-    const sessions: (ort.InferenceSession | null)[] = [];
+    const threads = options.threads ?? 1;
+    const sessions: (InferenceSession | null)[] = [];
     for (const s of m.segments) {
-      sessions.push(wanted.has(s.index) ? await openSession(bundle.path(s.graph), { threads: options.threads ?? 1, optimize: options.optimize ?? true }) : null);
+      sessions.push(wanted.has(s.index) ? await options.backend.openSegment(bundle, s.graph, { threads, optimize: options.optimize ?? true }) : null);
     }
-    return new Executor(bundle, sessions);
+    return new Executor(bundle, options.backend, threads, sessions);
   }
 
   get manifest(): Manifest {
@@ -72,10 +77,10 @@ export class Executor {
   }
 
   /** The device side of a variant on one input: its segments, then the packing kernels. */
-  async device(variantId: string, input: ort.Tensor): Promise<DeviceResult> {
+  async device(variantId: string, input: Tensor): Promise<DeviceResult> {
     const v = this.bundle.variant(variantId);
     const cut = this.cutOf(v);
-    const pool: Record<string, ort.Tensor> = { [this.inputName]: input };
+    const pool: Record<string, Tensor> = { [this.inputName]: input };
     const segmentMs = await this.runSegments(0, cut.deviceSegments, pool);
     if (cut.kind === "output") {
       const outputs = Object.fromEntries(this.manifest.model.outputs.map((o) => [o.name, pool[o.name]!]));
@@ -100,7 +105,7 @@ export class Executor {
     const cut = this.cutOf(v);
     if (cut.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the cloud has nothing to run`);
     const t0 = performance.now();
-    const pool: Record<string, ort.Tensor> = {};
+    const pool: Record<string, Tensor> = {};
     if (payloads.length !== cut.tensors.length) throw new PayloadError(`variant "${v.id}" expects ${cut.tensors.length} payload(s) (${cut.tensors.map((t) => t.name).join(", ")}), got ${payloads.length}`);
     for (const spec of cut.tensors) {
       const p = payloads.find((x) => x.tensor === spec.name);
@@ -114,7 +119,7 @@ export class Executor {
       const want = spec.shape;
       const ok = decoded.shape.length === want.length && want.every((d, i) => (typeof d === "number" ? d === decoded.shape[i] : decoded.shape[i]! >= 1));
       if (!ok) throw new PayloadError(`payload for "${spec.name}" has shape [${decoded.shape.join(",")}], the cut tensor is [${want.join(",")}]`);
-      pool[spec.name] = new ort.Tensor("float32", decoded.data, decoded.shape);
+      pool[spec.name] = this.backend.tensor(decoded.data, decoded.shape);
     }
     const decodeMs = performance.now() - t0;
     const segmentMs = await this.runSegments(cut.deviceSegments, this.manifest.segments.length, pool);
@@ -123,12 +128,12 @@ export class Executor {
   }
 
   /** Runs segments [from, to) in order over `pool`; returns each one's milliseconds. */
-  async runSegments(from: number, to: number, pool: Record<string, ort.Tensor>): Promise<number[]> {
+  async runSegments(from: number, to: number, pool: Record<string, Tensor>): Promise<number[]> {
     const ms: number[] = [];
     for (let i = from; i < to; i++) {
       const s = this.sessions[i];
       if (!s) throw new DynoError(`segment ${i} is not loaded in this executor`);
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, Tensor> = {};
       for (const name of s.inputNames) {
         const t = pool[name];
         if (!t) throw new DynoError(`segment ${i} needs "${name}", which no earlier step produced`);
@@ -151,41 +156,39 @@ function maxElements(shape: (number | string | null)[]): number {
   return shape.reduce<number>((a, d) => a * (typeof d === "number" ? d : 64), 1);
 }
 
-/**
- * Device-side profile on first start: a few warm runs per segment with this device's backend,
- * cached per bundle and machine, replacing the bundle's device profile for this device.
- */
-export async function profileDevice(exec: Executor, input: ort.Tensor, options: { runs?: number; cacheDir?: string; backend?: string } = {}): Promise<Profile> {
+/** The profile cache key of a bundle on a backend and machine (see measureProfile). */
+export function profileKey(exec: Executor): string {
   const m = exec.manifest;
-  const backend = options.backend ?? "onnxruntime-node cpu (1 thread)";
-  const cpu = cpus()[0]?.model?.trim() ?? "unknown";
-  const dir = options.cacheDir ?? join(homedir(), ".cache", "dyno");
-  const key = `${m.weights.sha256.slice(0, 16)}-${m.segments.map((s) => s.graph.sha256.slice(0, 6)).join("")}`.slice(0, 64);
-  const path = join(dir, `profile-${key}-${process.platform}-${process.arch}.json`);
-  if (existsSync(path)) {
-    try {
-      const cached = JSON.parse(readFileSync(path, "utf8")) as Profile;
-      if (cached.backend === backend && cached.machine.cpu === cpu && cached.segments.length === m.segments.length) return cached;
-    } catch {
-      /* re-measure */
-    }
-  }
+  const machine = exec.backend.machine();
+  const files = `${m.weights.sha256.slice(0, 16)}-${m.segments.map((s) => s.graph.sha256.slice(0, 6)).join("")}`.slice(0, 64);
+  return `${files}-${machine.platform}-${machine.arch}`;
+}
+
+/** The backend's name in profiles: "onnxruntime-node cpu (1 thread)". */
+export function backendLabel(exec: Executor): string {
+  return `${exec.backend.name} (${exec.threads} thread${exec.threads === 1 ? "" : "s"})`;
+}
+
+/**
+ * This device's profile: a few warm runs of every segment on its backend (the first run is a
+ * warm-up), replacing the bundle's device profile for this device. Callers cache it
+ * (runtime/node/profile-cache.ts on Node, localStorage in a browser).
+ */
+export async function measureProfile(exec: Executor, input: Tensor, options: { runs?: number } = {}): Promise<Profile> {
+  const m = exec.manifest;
   const runs = options.runs ?? 5;
   const times: number[][] = m.segments.map(() => []);
   for (let r = -1; r < runs; r++) {
-    const pool: Record<string, ort.Tensor> = { [exec.inputName]: input };
+    const pool: Record<string, Tensor> = { [exec.inputName]: input };
     const ms = await exec.runSegments(0, m.segments.length, pool);
     if (r >= 0) ms.forEach((t, i) => times[i]!.push(t));
   }
-  const profile: Profile = {
+  return {
     role: "device",
-    backend,
-    machine: { platform: process.platform, arch: process.arch, cpu, cores: cpus().length },
+    backend: backendLabel(exec),
+    machine: exec.backend.machine(),
     measuredAt: new Date().toISOString(),
     segments: times.map(timingOf),
     codec: m.profiles.find((p) => p.role === "device")?.codec ?? {},
   };
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path, JSON.stringify(profile, null, 1));
-  return profile;
 }

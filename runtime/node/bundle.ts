@@ -4,21 +4,20 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { DynoError } from "../common/errors.js";
-import { parseManifest, type FileRef, type Manifest, type Variant } from "../common/manifest.js";
+import { BundleError, checkFile, variantLookup, type Bundle } from "../common/bundle.js";
+import { parseManifest, type FileRef } from "../common/manifest.js";
 
-export class BundleError extends DynoError {
-  override name = "BundleError";
-}
+export { BundleError };
 
-export interface Bundle {
+/** A bundle in a directory: its files have paths (onnxruntime-node opens graphs from them). */
+export interface NodeBundle extends Bundle {
   dir: string;
-  manifest: Manifest;
   path(file: FileRef | string): string;
-  variant(id: string): Variant;
 }
 
-export function openBundle(dir: string, options: { checksums?: boolean } = {}): Bundle {
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+export function openBundle(dir: string, options: { checksums?: boolean } = {}): NodeBundle {
   const root = resolve(dir);
   const manifestPath = join(root, "manifest.json");
   if (!existsSync(manifestPath)) throw new BundleError(`"${dir}" is not a bundle: no manifest.json (make one with dyno compile)`);
@@ -37,20 +36,16 @@ export function openBundle(dir: string, options: { checksums?: boolean } = {}): 
     if (!st.isFile()) throw new BundleError(`bundle "${dir}": file "${f.file}" listed in the manifest is ${st.isDirectory() ? "a directory" : "a special file"}, not a file`);
     const size = st.size;
     if (size !== f.bytes) throw new BundleError(`bundle "${dir}": file "${f.file}" is ${size} bytes, the manifest says ${f.bytes} (tampered or truncated)`);
-    if (options.checksums !== false) {
-      const sum = createHash("sha256").update(readFileSync(path)).digest("hex");
-      if (sum !== f.sha256) throw new BundleError(`bundle "${dir}": file "${f.file}" does not match its SHA-256 in the manifest (tampered)`);
+    if (options.checksums !== false && sha256(readFileSync(path)) !== f.sha256) {
+      throw new BundleError(`bundle "${dir}": file "${f.file}" does not match its SHA-256 in the manifest (tampered)`);
     }
   }
-  const byId = new Map(manifest.variants.map((v) => [v.id, v]));
   return {
+    label: dir,
     dir: root,
     manifest,
     path: (f) => join(root, typeof f === "string" ? f : f.file),
-    variant(id) {
-      const v = byId.get(id);
-      if (!v) throw new BundleError(`bundle "${dir}" has no variant "${id}" (variants: ${[...byId.keys()].slice(0, 8).join(", ")}${byId.size > 8 ? ", ..." : ""})`);
-      return v;
-    },
+    variant: variantLookup(manifest, dir),
+    read: async (f) => checkFile(dir, f, readFileSync(join(root, f.file)), sha256),
   };
 }

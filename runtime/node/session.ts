@@ -1,9 +1,6 @@
-// onnxruntime-node sessions for whole models, parts and segment chains.
+// onnxruntime-node sessions (the offline tools' feeds and chains are compiler/bundler/feeds.ts).
 import ort from "onnxruntime-node";
 import { ModelError } from "../common/errors.js";
-import { DataType, dtypeName } from "../../compiler/ir/dtype.js";
-import type { Model } from "../../compiler/ir/graph.js";
-import { randomFloats } from "../common/random.js";
 
 export interface SessionOptions {
   /** onnxruntime graph optimisations; off for exact comparisons (fusions reorder float math). */
@@ -46,51 +43,4 @@ export async function openSession(model: string | Uint8Array, options: SessionOp
     const what = typeof model === "string" ? `"${model}"` : "model";
     throw new ModelError(`onnxruntime cannot load ${what}: ${ortMessage(e)}`);
   }
-}
-
-export type Feeds = Record<string, ort.Tensor>;
-
-/** Seeded float32 inputs for the model's graph inputs; symbolic dims take `symbolValue`. */
-export function randomFeeds(model: Model, seed: number, symbolValue = 1): Feeds {
-  const g = model.graph;
-  const feeds: Feeds = {};
-  g.inputs.forEach((v, i) => {
-    if (g.isInitializer(v.name)) return;
-    if (v.dtype !== DataType.FLOAT) throw new ModelError(`input "${v.name}" is ${dtypeName(v.dtype ?? 0)}; random inputs are float32 only (give --input)`);
-    if (!v.shape) throw new ModelError(`input "${v.name}" has no shape: give it with --input-shape`);
-    const dims = v.shape.map((d) => (typeof d === "number" ? d : symbolValue));
-    feeds[v.name] = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), seed + i), dims);
-  });
-  return feeds;
-}
-
-/**
- * Runs sessions in order, each reading its inputs from the model inputs and earlier outputs;
- * returns every tensor produced, by name.
- */
-export async function runChain(sessions: readonly ort.InferenceSession[], feeds: Feeds): Promise<Feeds> {
-  const pool: Feeds = { ...feeds };
-  for (const [i, s] of sessions.entries()) {
-    const input: Feeds = {};
-    for (const name of s.inputNames) {
-      const t = pool[name];
-      if (!t) throw new ModelError(`segment ${i} needs tensor "${name}", which no earlier segment produced`);
-      input[name] = t;
-    }
-    Object.assign(pool, await s.run(input));
-  }
-  return pool;
-}
-
-/** Largest |a - b| over two tensors of equal size (Infinity when sizes differ or NaN appears). */
-export function maxAbsDiff(a: ort.Tensor, b: ort.Tensor): number {
-  const x = a.data as ArrayLike<number>;
-  const y = b.data as ArrayLike<number>;
-  if (x.length !== y.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < x.length; i++) {
-    const d = Math.abs(Number(x[i]) - Number(y[i]));
-    if (!(d <= m)) m = Number.isNaN(d) ? (Number.isNaN(Number(x[i])) && Number.isNaN(Number(y[i])) ? m : Infinity) : d;
-  }
-  return m;
 }

@@ -2,11 +2,11 @@
 // test's bundle and token, remembered so the suite's `after` closes them; and `rejection`, which
 // expects a call to fail with a CloudError.
 import * as assert from "uvu/assert";
-import type { Bundle } from "../../runtime/node/bundle.js";
-import { CloudError, connectCloud, type CloudClient, type CloudOptions } from "../../runtime/device/client.js";
+import type { NodeBundle } from "../../runtime/node/bundle.js";
+import { CloudError, connectCloud, type CloudClient, type CloudOptions } from "../../runtime/node/client.js";
 import { startServer, type DynoServer, type ServeOptions } from "../../runtime/cloud/server.js";
 
-export function cloudHarness(o: { bundle: () => Bundle; token: string; timeoutMs: number }) {
+export function cloudHarness(o: { bundle: () => NodeBundle; token: string; timeoutMs: number }) {
   const servers: DynoServer[] = [];
   const clients: CloudClient[] = [];
   return {
