@@ -146,6 +146,18 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Reported by GET /v2. */
   version?: string;
+  /**
+   * Origins whose pages may call this server from a browser (CORS: HTTP requests and their
+   * preflights; WebSockets are not subject to it): exact origins ("https://app.example"), or "*"
+   * for any. Auth is a bearer token, never a cookie, so no credentials are ever allowed. Default:
+   * none (same-origin pages only).
+   */
+  allowOrigins?: string[];
+  /**
+   * More HTTP routes (the page of `dyno serve --page`): tried before the 404, after the server's
+   * own; a handler that answered returns true.
+   */
+  routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
   /** Awaited when a request has its worker, before it runs; tests use it to hold requests in flight. */
   beforeRun?: (variant: string) => Promise<void> | void;
 }
@@ -383,9 +395,35 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     log("slow or malformed HTTP requests", remote, `dyno serve: bad HTTP from ${remote}: ${e.message}`);
   });
 
+  // Read at each request: `dyno serve --page` adds the server's own origin once it listens.
+  const origins = { has: (o: string) => (options.allowOrigins ?? []).includes(o) };
+  /** CORS: headers for an allowed Origin; a preflight answered here (true). */
+  const cors = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    const origin = req.headers.origin;
+    if (origin === undefined) return false;
+    const allowed = origins.has("*") || origins.has(origin);
+    if (allowed) {
+      res.setHeader("Access-Control-Allow-Origin", origins.has("*") ? "*" : origin);
+      res.setHeader("Vary", "Origin");
+    }
+    if (req.method !== "OPTIONS" || req.headers["access-control-request-method"] === undefined) return false;
+    if (!allowed) {
+      json(res, 403, { error: `origin ${escapeLogText(origin)} may not call this server from a browser (dyno serve --allow-origin)` });
+      return true;
+    }
+    res.writeHead(204, {
+      "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+      "Access-Control-Allow-Headers": "Authorization, Content-Type",
+      "Access-Control-Max-Age": "600",
+    });
+    res.end();
+    return true;
+  };
+
   const route = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (draining) res.setHeader("Connection", "close");
+    if (cors(req, res)) return;
     if (path === "/v2/health/live") return get(req, res) && json(res, 200, { live: true });
     if (path === "/v2/health/ready") return get(req, res) && json(res, ready() ? 200 : 503, { ready: ready() });
     if (path === INFER_PATH) {
@@ -393,6 +431,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       return inferHttp(req, res);
     }
     const known = path === "/v2" || path === "/metrics" || path.startsWith("/v2/models/");
+    if (!known && options.routes && (await options.routes(req, res))) return;
     if (!known) return json(res, 404, { error: `no route ${req.method} ${path} (routes: POST ${INFER_PATH}, WS ${WS_PATH}, GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /metrics)` });
     if (!get(req, res)) return;
     if (!authorized(bearerOf(req))) return unauthorizedJson(res);

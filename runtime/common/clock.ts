@@ -1,8 +1,35 @@
 // Waking at a fraction of a millisecond. Node's timers fire on whole milliseconds and up to
 // 1 ms late, which is 5-10% of a 15 ms emulated inference: the emulation (link shaping, the slow
 // device) would be noisier than what it emulates. So a timer wakes up to ~1 ms early and the rest
-// is waited out in setImmediate turns; other I/O runs between them, the cost is a busy event loop
+// is waited out in event-loop turns (setImmediate; a MessageChannel in browsers); other I/O runs between them, the cost is a busy event loop
 // for at most that last millisecond.
+
+/**
+ * One macrotask turn: setImmediate on Node; in a browser a MessageChannel message (a nested
+ * setTimeout(0) is clamped to 4 ms there). Returns a cancel function.
+ */
+const nextTurn: (fn: () => void) => () => void =
+  typeof setImmediate === "function"
+    ? (fn) => {
+      const t = setImmediate(fn);
+      return () => clearImmediate(t);
+    }
+    : (() => {
+      const channel = new MessageChannel();
+      const queue = new Map<number, () => void>();
+      let seq = 0;
+      channel.port1.onmessage = (e: MessageEvent<number>) => {
+        const fn = queue.get(e.data);
+        queue.delete(e.data);
+        fn?.();
+      };
+      return (fn: () => void) => {
+        const id = ++seq;
+        queue.set(id, fn);
+        channel.port2.postMessage(id);
+        return () => void queue.delete(id);
+      };
+    })();
 
 /** How early (ms) a wake-up may come: the spin's resolution. */
 export const WAKE_SLACK_MS = 0.02;
@@ -20,12 +47,10 @@ export function wakeAt(at: number, fn: () => void): () => void {
       const t = setTimeout(step, wait - 1.2);
       cancel = () => clearTimeout(t);
     } else {
-      const t = setImmediate(step);
-      cancel = () => clearImmediate(t);
+      cancel = nextTurn(step);
     }
   };
-  const first = setImmediate(step);
-  cancel = () => clearImmediate(first);
+  cancel = nextTurn(step);
   return () => cancel();
 }
 
