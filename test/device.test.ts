@@ -16,6 +16,7 @@ import { probeBps } from "../runtime/plan/estimators.js";
 import { startLink } from "../runtime/emu/link.js";
 import { startServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures, ROOT } from "./fixtures.js";
+import { gate, until } from "./helpers/waits.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-device-"));
 let bundle: NodeBundle;
@@ -48,6 +49,41 @@ device.before(async () => {
 device.after(async () => {
   await local.release();
   rmSync(dir, { recursive: true, force: true });
+});
+
+device("setCloud: the next requests go to the new cloud; one in flight on the old finishes here and does not mark the new one down", async () => {
+  const held = gate();
+  const a = await startServer({ bundle, port: 0, beforeRun: held.beforeRun });
+  const b = await startServer({ bundle, port: 0 });
+  const served = (srv: typeof a) => Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  try {
+    const cloudOnly = bundle.manifest.variants.find((v) => bundle.manifest.cuts.find((c) => c.id === v.cut)!.kind === "input")!.id;
+    const d = await createDevice({ bundle, cloud: a.url, variant: cloudOnly, bandwidthProbe: false, profile: false });
+    for (let i = 0; i < 3; i++) await assertExact(await d.infer(cal.batch(i, 1)), cal.batch(i, 1), `on a #${i}`);
+    assert.is(served(a), 3);
+    // Switch while a request is held in a's run: a's connection closes under it, so it ends on
+    // the device; the new cloud stays up, and every later request goes to b.
+    held.hold();
+    const inFlight = d.infer(cal.batch(3, 1));
+    await until("the request to be in a's run", () => a.inflight === 1);
+    d.setCloud(b.url);
+    const r = await inFlight;
+    held.open();
+    assert.ok(r.fellBack, "the request in flight on the old connection finished on the device");
+    await assertExact(r, cal.batch(3, 1), "in flight across the switch");
+    assert.ok(d.cloudUp, "the new cloud is not marked down by the old connection's end");
+    for (let i = 4; i < 8; i++) {
+      const x = cal.batch(i, 1);
+      const got = await d.infer(x);
+      assert.is(got.fellBack, false, `request ${i} on b`);
+      await assertExact(got, x, `on b #${i}`);
+    }
+    assert.is(served(b), 4, "the requests after the switch went to b");
+    await d.close();
+  } finally {
+    await a.close();
+    await b.close();
+  }
 });
 
 device("split inference through dyno serve equals running the same variant locally, over ws and http", async () => {

@@ -409,8 +409,9 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const bytes = d.payloads.reduce((s, q) => s + q.bytes.length, 0);
     if (cloud && cloudUp) {
       onLink++;
+      const via = cloud;
       try {
-        const a = await cloud.infer({ variant: d.variant, payloads: d.payloads });
+        const a = await via.infer({ variant: d.variant, payloads: d.payloads });
         // The server reports its own time; the rest of the wall time is the link (transfer + RTT).
         const transferMs = Math.max(0, a.wallMs - a.timing.totalMs);
         const rttMs = estimates.link.rttMs;
@@ -433,8 +434,9 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
           refreshLimits();
           fallback = `refused, ${why}`;
         } else if (isCloudFailure(e)) {
-          markDown();
-          fallback = `cloud failure, ${why}`;
+          // A connection setCloud replaced says nothing of the new one.
+          if (via === cloud) markDown();
+          fallback = via === cloud ? `cloud failure, ${why}` : `the cloud changed while in flight, ${why}`;
         } else throw e;
       } finally {
         leaveLink();
