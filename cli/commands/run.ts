@@ -129,10 +129,11 @@ export const run: Command = {
   },
 };
 
-async function inputsFor(m: ReturnType<typeof openBundle>["manifest"], inputs: string | undefined): Promise<Calibration> {
+/** --inputs DATA, else the bundle's calibration data, else `fallback` (random:N). */
+export async function inputsFor(m: ReturnType<typeof openBundle>["manifest"], inputs: string | undefined, fallback = "random:64"): Promise<Calibration> {
   const inputDims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
   if (inputs) return loadCalibration("", { calib: inputs, inputDims, ...preprocessOptions(m.preprocess) });
-  return (await bundleCalibration(m)) ?? loadCalibration("", { calib: "random:64", inputDims });
+  return (await bundleCalibration(m)) ?? loadCalibration("", { calib: fallback, inputDims });
 }
 
 export function printSummary(s: RunSummary): void {

@@ -5,12 +5,15 @@ import { availableParallelism } from "node:os";
 import { UsageError } from "../../runtime/common/errors.js";
 import { SERVE_DEFAULTS, startServer, WS_PATH, INFER_PATH } from "../../runtime/cloud/server.js";
 import type { Command } from "../args.js";
+import { createPage, type Page } from "../page.js";
+import { openBundle } from "../../runtime/node/bundle.js";
+import { inputsFor } from "./run.js";
 import { dynoVersion } from "../version.js";
 
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]]",
   help: [
     `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
     `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
@@ -31,6 +34,12 @@ export const serve: Command = {
     `  --headers-timeout-ms N         time to send request headers (default ${SERVE_DEFAULTS.headersTimeoutMs}); over it: 408, closed`,
     `  --request-timeout-ms N         time to send a whole HTTP request (default ${SERVE_DEFAULTS.requestTimeoutMs}); over it: 408, closed`,
     `  --keep-alive-timeout-ms N      idle keep-alive connections are closed after this (default ${SERVE_DEFAULTS.keepAliveTimeoutMs})`,
+    "  --allow-origin ORIGIN          a web page origin (https://app.example, or *) that may call this server",
+    "                                 from a browser (CORS; repeatable; default: none; --page adds its own)",
+    "  --page                         also serve /page/: the device half in the browser (onnxruntime-web) against",
+    "                                 this server, live cut/bits/times, and emulated links (wifi, 4g, 3g) to switch",
+    "  --page-inputs DATA             the page's samples (default: the bundle's calibration data, else random:16)",
+    "  --page-slowdown F              the page's emulated device is F times slower than the browser (default 20)",
   ].join("\n"),
   options: {
     host: { type: "string" },
@@ -49,6 +58,10 @@ export const serve: Command = {
     "headers-timeout-ms": { type: "string" },
     "request-timeout-ms": { type: "string" },
     "keep-alive-timeout-ms": { type: "string" },
+    "allow-origin": { type: "string", multiple: true },
+    page: { type: "boolean" },
+    "page-inputs": { type: "string" },
+    "page-slowdown": { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError(`serve: expected one BUNDLE\nusage: dyno ${serve.usage}`);
@@ -59,13 +72,24 @@ export const serve: Command = {
       if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${flag} "${v}" is not an integer >= ${min}`);
       return n;
     };
+    if (!values.page && (values["page-inputs"] !== undefined || values["page-slowdown"] !== undefined)) throw new UsageError("--page-inputs and --page-slowdown go with --page");
+    const token = values["token-file"] === undefined ? undefined : readToken(values["token-file"] as string);
+    const bundle = openBundle(positionals[0]!);
+    let page: Page | null = null;
+    if (values.page) {
+      const slowdown = Number(values["page-slowdown"] ?? 20);
+      if (!(slowdown >= 1 && slowdown <= 1000)) throw new UsageError(`--page-slowdown "${values["page-slowdown"]}" is not a number in [1, 1000]`);
+      page = createPage({ bundle, token, inputs: await inputsFor(bundle.manifest, values["page-inputs"] as string | undefined, "random:16"), slowdown });
+    }
+    const allowOrigins = [...((values["allow-origin"] as string[] | undefined) ?? [])];
+    for (const o of allowOrigins) if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o)) throw new UsageError(`--allow-origin "${o}" is not an origin (scheme://host[:port], or *)`);
     const cores = Math.max(1, availableParallelism());
     const workers = int("workers", 1) ?? cores;
     const server = await startServer({
-      bundle: positionals[0]!,
+      bundle,
       host: values.host as string | undefined,
       port: int("port", 0),
-      token: values["token-file"] === undefined ? undefined : readToken(values["token-file"] as string),
+      token,
       maxBody: int("max-body", 1),
       maxInflight: int("max-inflight", 1),
       maxInflightPerClient: int("max-inflight-per-client", 1),
@@ -82,14 +106,21 @@ export const serve: Command = {
       keepAliveTimeoutMs: int("keep-alive-timeout-ms", 1),
       version: dynoVersion(),
       log: (line) => console.error(line),
+      routes: page ? (req, res) => page.routes(req, res) : undefined,
+      allowOrigins,
     });
     const m = server.manifest;
     console.log(`dyno serve: bundle ${m.model.name} (${m.variants.length} variants) on ${server.url} (ws ${WS_PATH}, http POST ${INFER_PATH})`);
+    if (page) {
+      await page.start(server.host, server.port);
+      allowOrigins.push(server.url); // the page calls the links' ports: other origins
+      console.log(`dyno serve: page ${server.url}/page/${token === undefined ? "" : `#token=${encodeURIComponent(token)}`} (links: ${page.links().map((l) => `${l.name} ${l.url}`).join(", ")})`);
+    }
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         process.off("SIGINT", onInt).off("SIGTERM", onTerm);
         console.error(`dyno serve: ${signal}: finishing ${server.inflight} request(s) in flight, then closing`);
-        server.close().then(resolve, (e: Error) => {
+        Promise.all([server.close(), page?.close()]).then(() => resolve(), (e: Error) => {
           console.error(`dyno serve: error while closing: ${e.message}`);
           resolve();
         });
