@@ -9,6 +9,7 @@
 // warm-up run, then N runs of every segment), so both see the same machine load; the table gives
 // the median over rounds of each side's per-segment mean and the browser/Node ratio of each
 // round's own pair, with its min-max over rounds.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
@@ -35,7 +36,7 @@ const rounds = Number(values.rounds);
 const fx = fixture();
 const { bundle } = await cachedBundle(fx);
 const m = bundle.manifest;
-const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+const dims = perSampleDims(m.model.inputs[0]!.shape);
 const size = dims.reduce((a, b) => a * b, 1);
 const page = createPage({ bundle, token: TOKEN, inputs: await loadCalibration("", { calib: "random:2", inputDims: dims }), slowdown: 1, browserDir: join(ROOT, "dist/browser") });
 const server = await startServer({ bundle, port: 0, token: TOKEN, routes: (req, res) => page.routes(req, res) });

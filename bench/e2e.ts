@@ -11,6 +11,7 @@
 // - the oracle: every admissible variant pinned (device.infer(x, { variant })), streamed for
 //   seconds/4 (throughput) and run 5 times (latency); the best of each.
 // Ratios are within one run; the machine is shared, so compare them, not the absolute numbers.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cachedBundle, fixture } from "../cli/bundle-cache.js";
@@ -41,7 +42,7 @@ for (const l of links) if (!PRESETS[l]) throw new Error(`unknown link preset "${
 const fx = fixture(values.model);
 const { bundle, dir } = await cachedBundle(fx);
 const m = bundle.manifest;
-const perSample = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+const perSample = perSampleDims(m.model.inputs[0]!.shape);
 const data = await loadCalibration(fx.path, { inputDims: perSample });
 const input = (i: number) => data.batch(i % data.count, 1);
 const label = (i: number) => data.labels![i % data.count] as number;

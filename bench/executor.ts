@@ -4,6 +4,7 @@
 // - the cost of switching variants between two inferences, against staying on one.
 //
 //   npm run bench -- executor [MODEL=models/<default>.onnx] [BUNDLE]   (compiles MODEL if no BUNDLE)
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
@@ -34,7 +35,7 @@ if (mode === "--child-executor") {
   const [dir] = rest as [string];
   const before = process.memoryUsage().rss;
   const exec = await openExecutor(openBundle(dir, { checksums: false }));
-  const dims = exec.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(exec.manifest.model.inputs[0]!.shape);
   const x = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(0.1), dims);
   for (const v of exec.manifest.variants) {
     const d = await exec.device(v.id, x);
@@ -51,12 +52,12 @@ if (!bundleDir || !existsSync(join(bundleDir, "manifest.json"))) {
   bundleDir = mkdtempSync(join(tmpdir(), "dyno-bench-exec-"));
   const a = await analyzeModel(model);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
+  const perSample = perSampleDims(input.shape!);
   const calibration = await loadCalibration(model, { calib: existsSync(model) && model.startsWith("models/") ? undefined : "random:16", inputDims: perSample, samples: 64 });
   await compile(a, model, { out: bundleDir, calibration, bits: [2, 4, 8], profileRuns: 3, dynoVersion: "bench" });
 }
 const bundle = openBundle(bundleDir);
-const dims = bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+const dims = perSampleDims(bundle.manifest.model.inputs[0]!.shape);
 
 const child = (args: string[]) => {
   const r = spawnSync(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, ...args], { encoding: "utf8" });

@@ -20,6 +20,7 @@
 //
 // Bounded: every loop stops at its deadline and at a count; hostile traffic is rate-limited; all
 // traffic goes to 127.0.0.1; every child process is killed when the bench ends, also on error.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -407,7 +408,7 @@ async function main(): Promise<void> {
 
   // Expected outputs, once, from the local Executor with the server's thread count.
   const local = await openExecutor(bundle, { threads });
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   const size = dims.reduce((a, b) => a * b, 1);
   const cases: Case[] = [];
   for (let i = 0; i < INPUTS; i++) {

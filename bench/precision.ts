@@ -7,11 +7,12 @@
 //
 //   npm run bench -- precision [--samples N] [--only NAME,...]     fixtures (default 2000 samples)
 //   npm run bench -- precision --ocr [--only ppocr-det|ppocr-rec]   the PaddleOCR models
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compile } from "../compiler/bundler/compile.js";
-import type { Cut } from "../compiler/passes/find-cuts.js";
+import type { CandidateCut } from "../compiler/passes/find-cuts.js";
 import { analyzeModel } from "../compiler/pipeline.js";
 import { loadCalibration, type CalibrationOptions } from "../compiler/bundler/calibration.js";
 import type { Manifest } from "../runtime/common/manifest.js";
@@ -65,7 +66,7 @@ for (const job of jobs.filter((j) => !only || only.includes(j.name))) {
   const t0 = performance.now();
   const a = await analyzeModel(job.path, { inputShapes: job.inputShape });
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const inputDims = input.shape!.map((d) => (typeof d === "number" ? d : 1));
+  const inputDims = perSampleDims(input.shape!);
   const calibration = await loadCalibration(job.path, { ...job.calibration, inputDims });
   const inner = a.cuts.cuts.filter((c) => c.kind === "inner" && c.tensors.every((t) => a.model.graph.value(t).dtype === 1));
   const cuts = job.maxCuts ? pickCuts(inner, job.maxCuts) : inner.map((c) => c.index);
@@ -83,8 +84,8 @@ for (const job of jobs.filter((j) => !only || only.includes(j.name))) {
 }
 
 /** The auto-selected (non-dominated) cuts, then evenly spaced one-tensor cuts, up to `max`. */
-function pickCuts(inner: Cut[], max: number): number[] {
-  const dominated = (c: Cut) => inner.some((o) => o !== c && o.bytes <= c.bytes && o.deviceMacs <= c.deviceMacs && (o.bytes < c.bytes || o.deviceMacs < c.deviceMacs));
+function pickCuts(inner: CandidateCut[], max: number): number[] {
+  const dominated = (c: CandidateCut) => inner.some((o) => o !== c && o.bytes <= c.bytes && o.deviceMacs <= c.deviceMacs && (o.bytes < c.bytes || o.deviceMacs < c.deviceMacs));
   const picked = new Set(inner.filter((c) => !dominated(c)).slice(0, max).map((c) => c.index));
   const single = inner.filter((c) => c.tensors.length === 1 && !picked.has(c.index));
   const room = max - picked.size;

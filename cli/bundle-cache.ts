@@ -1,5 +1,6 @@
 // The default fixture's bundle, compiled once and kept (for `dyno demo` and `bench/e2e`): reused
 // when it was compiled from the same model file by the same dyno version.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { compile, sha256File } from "../compiler/bundler/compile.js";
@@ -43,7 +44,7 @@ export async function cachedBundle(fx: Fixture, dir = join(ROOT, ".dyno", `${fx.
     const { loadCalibration } = await import("../compiler/bundler/calibration.js");
     log(`bundle  compiling ${fx.path.replace(`${ROOT}/`, "")} -> ${dir} (first run only) ...`);
     const a = await analyzeModel(fx.path);
-    const perSample = a.model.graph.inputs[0]!.shape!.map((d) => (typeof d === "number" ? d : 1));
+    const perSample = perSampleDims(a.model.graph.inputs[0]!.shape!);
     const calibration = await loadCalibration(fx.path, { inputDims: perSample, samples: 300 });
     const r = await compile(a, fx.path, { out: dir, calibration, bits: [2, 3, 4, 6, 8], profileRuns: 5, dynoVersion: dynoVersion() });
     log(`bundle  ${r.manifest.variants.length} variants over ${r.manifest.cuts.length} cuts in ${r.seconds.toFixed(0)} s`);

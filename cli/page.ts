@@ -13,6 +13,7 @@
 // goes through the one picked, so a link change is a real change of what the device measures.
 // The proxies listen on 127.0.0.1 (emulation on this machine); a page on another host uses the
 // direct link.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import type http from "node:http";
 import { extname, join, normalize } from "node:path";
@@ -87,7 +88,7 @@ export function createPage(o: PageOptions): Page {
     const given = h?.startsWith("Bearer ") ? h.slice(7) : null;
     return given !== null && timingSafeEqual(createHash("sha256").update(given).digest(), want);
   };
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   const size = dims.reduce((a, b) => a * b, 1);
   const count = Math.min(o.inputs.count, 64);
   const links: { name: string; link: Link }[] = [];

@@ -8,11 +8,11 @@ import { byteSize, dtypeName } from "./ir/dtype.js";
 import type { Model } from "./ir/graph.js";
 import { saveModel } from "./onnx/export.js";
 import { computeCosts, numel } from "./passes/costs.js";
-import type { Cut } from "./passes/find-cuts.js";
+import type { CandidateCut } from "./passes/find-cuts.js";
 import { partitionChain } from "./passes/partition.js";
 import type { Analysis } from "./pipeline.js";
 
-export interface TensorSpec {
+export interface SplitTensor {
   name: string;
   dtype: string;
   shape: (number | string | null)[];
@@ -23,7 +23,7 @@ export interface SplitIndex {
   format: "dyno-split";
   version: 1;
   model: string;
-  cuts: { index: number | null; tensors: TensorSpec[]; bytes: number; deviceMacs: number; cloudMacs: number }[];
+  cuts: { index: number | null; tensors: SplitTensor[]; bytes: number; deviceMacs: number; cloudMacs: number }[];
   parts: { file: string; inputs: string[]; outputs: string[]; macs: number; parameterBytes: number; fileBytes: number }[];
 }
 
@@ -44,7 +44,7 @@ export function writeSplit(a: Analysis, cuts: { index: number | null; tensors: s
   const parts = partitionChain(a.model, cuts.map((c) => c.tensors));
   mkdirSync(dir, { recursive: true });
   const g = a.model.graph;
-  const spec = (name: string): TensorSpec => {
+  const spec = (name: string): SplitTensor => {
     const v = g.value(name);
     return { name, dtype: dtypeName(v.dtype ?? 0), shape: v.shape ?? [], bytes: byteSize(v.dtype ?? 0, numel(v.shape)) };
   };
@@ -89,8 +89,8 @@ export function writeIndex(dir: string, file: string, index: SplitIndex): void {
   writeFileSync(join(dir, file), JSON.stringify(index, null, 2) + "\n");
 }
 
-/** Cut list for a chain: "all" (every inner candidate cut) or "i,j,k" (candidate indices, ascending). */
-export function resolveChain(a: Analysis, spec: string): Cut[] {
+/** Cuts for a chain: "all" (every inner candidate cut) or "i,j,k" (candidate indices, ascending). */
+export function resolveChain(a: Analysis, spec: string): CandidateCut[] {
   const all = a.cuts.cuts;
   if (spec === "all") return all.filter((c) => c.kind === "inner");
   const picked = spec.split(",").map((s) => {

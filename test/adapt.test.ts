@@ -20,6 +20,7 @@
 // is the median over the rounds of chosen / best (each round runs both back to back, so a burst
 // of load on this shared machine slows both). A gap over 5% is measured again over 15 more rounds
 // before it counts.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -52,7 +53,7 @@ const dir = mkdtempSync(join(tmpdir(), "dyno-adapt-"));
 let bundle: NodeBundle;
 let cal: Calibration;
 let local: Executor;
-const dims = () => bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+const dims = () => perSampleDims(bundle.manifest.model.inputs[0]!.shape);
 const median = (xs: readonly number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const h = s.length >> 1;

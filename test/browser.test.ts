@@ -6,6 +6,7 @@
 // Checked: the page's results against the Node device (onnxruntime-node) for the same input and
 // variant; a link change (direct -> 3G) moves the chosen variant. Skipped, with the reason
 // printed, when Chromium is not installed; fails when dist/browser was not built.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,7 +65,7 @@ if (!existsSync(CHROMIUM)) {
     const fx = fixtures().find((f) => f.name === "resnet")!;
     await compileTestBundle(fx.path, join(root, "bundle"), { bits: [4, 8], samples: 16, profileRuns: 1 });
     bundle = openBundle(join(root, "bundle"));
-    const dims = bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+    const dims = perSampleDims(bundle.manifest.model.inputs[0]!.shape);
     const inputs = await loadCalibration("", { calib: "random:12", inputDims: dims });
     page = createPage({ bundle, token: TOKEN, inputs, slowdown: 20, browserDir: join(ROOT, "dist/browser") });
     server = await startServer({ bundle, port: 0, token: TOKEN, routes: (req, res) => page.routes(req, res), allowOrigins: origins });
@@ -121,8 +122,8 @@ if (!existsSync(CHROMIUM)) {
       // The same input and variant on the Node device: its part on onnxruntime-node, the payloads
       // to the same server's cloud part (or every segment locally for device-only).
       const exec = await openExecutor(bundle);
-      const inputs = await loadCalibration("", { calib: "random:12", inputDims: bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1)) });
-      const dims = bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+      const inputs = await loadCalibration("", { calib: "random:12", inputDims: perSampleDims(bundle.manifest.model.inputs[0]!.shape) });
+      const dims = perSampleDims(bundle.manifest.model.inputs[0]!.shape);
       const outName = bundle.manifest.model.outputs[0]!.name;
       let compared = 0, identical = 0, sameTop1 = 0, maxDiff = 0, splits = 0, innerSplits = 0, innerIdentical = 0;
       for (const r of results.filter((x) => x.output !== null || x.variant === inner.id)) {

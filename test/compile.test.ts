@@ -1,4 +1,5 @@
 import { openExecutor } from "../runtime/node/executor.js";
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -52,7 +53,7 @@ for (const fx of fixtures()) {
     assert.ok(dev.opsets.some((o) => o.domain === "ai.dyno" && o.version === 1));
     // Every variant against the model, through the runtime.
     const bundle = openBundle(out);
-    const calibration = await loadCalibration(fx.path, { inputDims: m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1)), samples: FAST.samples });
+    const calibration = await loadCalibration(fx.path, { inputDims: perSampleDims(m.model.inputs[0]!.shape), samples: FAST.samples });
     const checks = await verifyBundle(bundle, calibration);
     const bad = checks.filter((c) => !c.ok);
     assert.equal(bad.map((c) => `${c.id}: ${c.problem}`), []);
@@ -74,7 +75,7 @@ runtime("switching variants between inferences creates no session", async () => 
   const exec = await openExecutor(openBundle(bundleDir));
   const opened = session.sessionsOpened;
   const m = exec.manifest;
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   const x = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(0.25), dims);
   for (const v of m.variants) {
     const d = await exec.device(v.id, x);
@@ -88,7 +89,7 @@ runtime("the cloud rejects a payload of the wrong shape, a truncated one, and a 
   const exec = await openExecutor(openBundle(bundleDir));
   const m = exec.manifest;
   const v = m.variants.find((x) => x.codec.bits === 4 && m.cuts.find((c) => c.id === x.cut)!.kind === "inner")!;
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   const x = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(0.5), dims);
   const d = await exec.device(v.id, x);
   assert.is(d.kind, "split");

@@ -4,6 +4,7 @@
 // pinned variant over it runs device-only, the planner does not offer one); a request refused
 // anyway (HTTP 413, WebSocket close 1009) finishes on the device, and the requests it shared a
 // WebSocket with are sent again on a new one. Every output is checked against the local Executor.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -37,7 +38,7 @@ let under: Variant;
 let deviceOnlyId = "";
 const servers: DynoServer[] = [];
 
-const dims = () => bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+const dims = () => perSampleDims(bundle.manifest.model.inputs[0]!.shape);
 const outputName = () => bundle.manifest.model.outputs[0]!.name;
 
 /** What this variant gives for this input when run entirely here. */

@@ -1,4 +1,5 @@
 import { openExecutor } from "../runtime/node/executor.js";
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -22,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), "dyno-device-"));
 let bundle: NodeBundle;
 let cal: Calibration;
 let local: Executor;
-const dims = () => bundle.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+const dims = () => perSampleDims(bundle.manifest.model.inputs[0]!.shape);
 
 /** What this variant gives for this input when run entirely here (the reference for exactness). */
 async function localRun(variant: string, x: Float32Array): Promise<Float32Array> {

@@ -1,4 +1,5 @@
 // The fixture models of models/ (described by models/fixtures.json) and a CLI runner for tests.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -72,7 +73,7 @@ export async function compileTestBundle(modelPath: string, out: string, options:
   const { loadCalibration } = await import("../compiler/bundler/calibration.js");
   const a = await analyzeModel(modelPath);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
+  const perSample = perSampleDims(input.shape!);
   const calibration = await loadCalibration(modelPath, { inputDims: perSample, samples: options.samples ?? 64 });
   const result = await compile(a, modelPath, {
     out,

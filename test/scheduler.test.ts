@@ -218,7 +218,7 @@ test("baselines behave as named", () => {
     assert.is(chooseVariant(M, e, { name: "cloud-only-u8" }).id, "c0-b8-zstd");
     const ns = chooseVariant(M, e, { name: "neurosurgeon", objective: "bytes" });
     assert.is(ns.objective, "latency", "Neurosurgeon picks by latency whatever the objective");
-    assert.ok(ns.predicted.codec === "f32");
+    assert.ok(ns.predicted.codec === "f32-none");
     const nsBest = predictAll(M, e, { name: "neurosurgeon" }).reduce((a, b) => (b.latencyMs < a.latencyMs ? b : a));
     assert.is(ns.id, nsBest.id);
     const jalad = chooseVariant(M, e, { name: "jalad" });

@@ -1,5 +1,6 @@
 // The units dyno serve is made of, each alone: admission (global, per client, per address), the
 // log limiter and log escaping, the heartbeat, and the request-size bound behind --max-body.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -95,7 +96,7 @@ u("maxRequestBytes: float32 cut bytes of the largest variant + codec headers + t
   // A real float32 request at the input cut (what a device sends) fits.
   const f32 = m.variants.find((v) => v.codec.bits === "f32" && m.cuts.find((c) => c.id === v.cut)!.kind === "input")!;
   const local = await openExecutor(bundle);
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   const d = await local.device(f32.id, new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), 3), dims));
   await local.release();
   if (d.kind !== "split") throw new Error("input cut is not split");

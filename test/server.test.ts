@@ -3,6 +3,7 @@
 // unauthorised requests, in-flight limits, timeouts, dropped connections, graceful shutdown,
 // KServe v2 endpoints and /metrics, and the CLI. Runs are held in flight deterministically with
 // the server's beforeRun gate, never with sleeps.
+import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -51,7 +52,7 @@ s.before(async () => {
   const fx = fixtures().find((f) => f.name === "resnet")!; // the names below (resnet, input, logits) are its
   const a = await analyzeModel(fx.path);
   const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const perSample = input.shape!.map((d) => (typeof d === "number" ? d : 1));
+  const perSample = perSampleDims(input.shape!);
   const calibration = await loadCalibration(fx.path, { inputDims: perSample, samples: 16 });
   await compile(a, fx.path, { out: bundleDir, calibration, bits: [4, 8], maxAccuracyDrop: 1, profileRuns: 1, dynoVersion: "test" });
   bundle = openBundle(bundleDir);
@@ -65,7 +66,7 @@ s.before(async () => {
     inner[inner.length - 1]!,
     m.variants.find((v) => cutKind(v) === "input" && v.codec.bits === 8)!,
   ];
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   for (let i = 0; i < 4; i++) inputs.push(new ort.Tensor("float32", randomFloats(dims.reduce((p, q) => p * q, 1), SEED + i), dims));
   for (const v of variants) {
     const ps: Payload[][] = [];

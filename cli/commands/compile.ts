@@ -1,5 +1,6 @@
 // dyno compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop 1]
 //                   [--cuts auto|i,j,k] [--input-shape ...]
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import cliProgress from "cli-progress";
 import { compile, DEFAULT_BITS } from "../../compiler/bundler/compile.js";
 import { UsageError } from "../../runtime/common/errors.js";
@@ -62,7 +63,7 @@ export const compileCommand: Command = {
     const cuts = values.cuts === undefined || values.cuts === "auto" ? "auto" : parseList("--cuts", values.cuts as string);
     const a = await analyzeModel(modelPath, { inputShapes: parseInputShapes(values["input-shape"] as string[] | undefined) });
     const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-    const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
+    const perSample = perSampleDims(input.shape ?? []);
     const samples = values["calib-samples"] === undefined ? undefined : parseNumber("--calib-samples", values["calib-samples"] as string);
     const calibration = await loadCalibration(modelPath, {
       calib: values.calib as string | undefined,

@@ -2,6 +2,7 @@
 // default fixture's bundle, starts the cloud server, runs an emulated slow device over an
 // emulated link whose bandwidth steps Wi-Fi -> 3G -> 4G, prints how cut and bits adapt, compares
 // throughput with device-only and cloud-only on each link, and shuts everything down.
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import { loadCalibration } from "../../compiler/bundler/calibration.js";
 import { createDevice } from "../../runtime/node/device.js";
 import { startLink, PRESETS, type LinkTrace } from "../../runtime/emu/link.js";
@@ -41,7 +42,7 @@ export const demo: Command = {
     // 1. The bundle: reuse it when it was compiled from this model by this dyno.
     const { bundle } = await cachedBundle(fx, values.bundle as string | undefined);
     const m = bundle.manifest;
-    const perSample = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+    const perSample = perSampleDims(m.model.inputs[0]!.shape);
     const data = await loadCalibration(modelPath, { inputDims: perSample });
     const input = (i: number) => data.batch(i % data.count, 1);
     const label = (i: number) => data.labels![i % data.count] as number;

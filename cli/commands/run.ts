@@ -1,4 +1,5 @@
 // dyno run BUNDLE --cloud URL [--objective ...] [--max-accuracy-drop 1] [--link 4g|3g|wifi|TRACE.json] [--inputs DATA]
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import { readFileSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { UsageError } from "../../runtime/common/errors.js";
@@ -131,7 +132,7 @@ export const run: Command = {
 
 /** --inputs DATA, else the bundle's calibration data, else `fallback` (random:N). */
 export async function inputsFor(m: ReturnType<typeof openBundle>["manifest"], inputs: string | undefined, fallback = "random:64"): Promise<Calibration> {
-  const inputDims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const inputDims = perSampleDims(m.model.inputs[0]!.shape);
   if (inputs) return loadCalibration("", { calib: inputs, inputDims, ...preprocessOptions(m.preprocess) });
   return (await bundleCalibration(m)) ?? loadCalibration("", { calib: fallback, inputDims });
 }

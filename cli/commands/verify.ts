@@ -1,4 +1,5 @@
 // dyno verify MODEL DIR: the parts written by `dyno split`, run in order, against the model.
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
@@ -106,7 +107,7 @@ function readIndex(dir: string): SplitIndex {
 function fileFeeds(inputs: { name: string; shape?: (number | string | null)[] }[], path: string): Feeds {
   if (inputs.length !== 1) throw new UsageError(`--input gives one tensor, the model has ${inputs.length} inputs`);
   const v = inputs[0]!;
-  const dims = (v.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(v.shape ?? []);
   const n = dims.reduce((a, b) => a * b, 1);
   let bytes: Buffer;
   try {

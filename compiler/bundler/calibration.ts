@@ -17,6 +17,7 @@
 //
 // Images are decoded up front so that `batch` is synchronous; they are kept as uint8 (a quarter
 // of their float size) and normalised per batch.
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import sharp from "sharp";
@@ -174,7 +175,7 @@ export async function bundleCalibration(manifest: Manifest, options: BundleCalib
   const input = manifest.model.inputs[0]!;
   const stored = preprocessOptions(manifest.preprocess);
   const base: CalibrationOptions = {
-    inputDims: input.shape.map((d) => (typeof d === "number" ? d : 1)),
+    inputDims: perSampleDims(input.shape),
     inputName: input.name,
     samples: manifest.calibration.samples,
     labels: options.labels,

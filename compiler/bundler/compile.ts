@@ -13,6 +13,8 @@
 // CER, box F1, cosine or a user's, against labels when given, else against float32. A model
 // whose batch dim is fixed (torch.onnx.export's default) is run one sample at a time; a
 // symbolic batch runs BATCH samples per call. The results are the same either way (a test).
+import { perSampleDims } from "../../runtime/common/manifest.js";
+import { encodeOptions } from "../../runtime/exec/executor.js";
 import { createHash } from "node:crypto";
 import { cpus } from "node:os";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -25,13 +27,12 @@ import type { Dim, Model } from "../ir/graph.js";
 import { DataType } from "../ir/dtype.js";
 import { saveModelWithWeights, serializeModel, writeWeights } from "../onnx/export.js";
 import { computeCosts, numel } from "../passes/costs.js";
-import type { Cut as CandidateCut } from "../passes/find-cuts.js";
-import type { PackSpec } from "../passes/insert-pack.js";
+import type { CandidateCut } from "../passes/find-cuts.js";
 import { partition, partitionChain } from "../passes/partition.js";
 import type { Analysis } from "../pipeline.js";
 import { shapeLikeInitializers } from "../passes/shape-inputs.js";
 import { DEFAULTS, decodeInto, encode, initKernels } from "../../kernels/index.js";
-import { MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../../runtime/common/manifest.js";
+import { codecId, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type CodecSpec, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../../runtime/common/manifest.js";
 import { openSession } from "../../runtime/node/session.js";
 import { labelAt, type Calibration } from "./calibration.js";
 import type { Metric, SampleOutputs } from "./quality/types.js";
@@ -106,7 +107,7 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
   if (input.dtype !== DataType.FLOAT) {
     throw new UnsupportedError(`input "${input.name}" of "${model.source}" is ${dtypeName(input.dtype ?? 0)}; compile feeds float32 calibration data (a model taking ${dtypeName(input.dtype ?? 0)} images needs a float32 front, e.g. a Cast, in the export)`);
   }
-  const perSample = (input.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
+  const perSample = perSampleDims(input.shape ?? []);
   if (perSample.length === 0) throw new UnsupportedError(`input "${input.name}" of "${model.source}" is a scalar; compile needs a tensor input with a batch dim`);
   const dynamic = (input.shape ?? []).map((d, i) => ({ d, i })).filter(({ d, i }) => i > 0 && typeof d !== "number");
   if (dynamic.length) {
@@ -180,11 +181,11 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
   }));
 
   // 3. Precision profiling: every (cut, codec) on the calibration data, through the kernels.
-  const codecs: PackSpec[] = [
-    ...bitsList.map((b) => ({ bits: b, perChannel: !!options.perChannel, shuffle: DEFAULTS[String(b)]!.shuffle, codec: DEFAULTS[String(b)]!.codec })),
+  const codecs: CodecSpec[] = [
+    ...bitsList.map((b) => ({ bits: b as Bits, perChannel: !!options.perChannel, shuffle: DEFAULTS[String(b)]!.shuffle, lossless: DEFAULTS[String(b)]!.codec })),
     // Float passthrough, uncompressed: the Neurosurgeon-style variants the benchmark compares with.
-    { bits: "f16" as const, perChannel: false, shuffle: false, codec: "none" as const },
-    { bits: "f32" as const, perChannel: false, shuffle: false, codec: "none" as const },
+    { bits: "f16", perChannel: false, shuffle: false, lossless: "none" },
+    { bits: "f32", perChannel: false, shuffle: false, lossless: "none" },
   ];
   where.stage = "running the float32 model on the calibration data";
   const reference = await referenceOutputs(model, cal, run, metric);
@@ -196,7 +197,7 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
   for (const cut of cuts) {
     if (cut.kind === "output") {
       // Device-only: the result is computed on the device; only the logits travel (float32).
-      const id = variantId(cut.index, { bits: "f32", perChannel: false, shuffle: false, codec: "none" });
+      const id = variantId(cut.index, { bits: "f32", perChannel: false, shuffle: false, lossless: "none" });
       const bytes = cut.bytes;
       variants.push({
         id, cut: cut.index, codec: { bits: "f32", perChannel: false, shuffle: false, lossless: "none" },
@@ -220,7 +221,7 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
       variants.push({
         id,
         cut: cut.index,
-        codec: { bits: spec.bits as Bits, perChannel: spec.perChannel, shuffle: spec.shuffle, lossless: spec.codec },
+        codec: spec,
         wire: r.wire,
         accuracy: { value: round(value, 4), drop: round(drop, 4) },
         admissible: drop <= maxDrop + 1e-9,
@@ -281,9 +282,8 @@ function round(x: number, digits: number): number {
   return Math.round(x * k) / k;
 }
 
-export function variantId(cut: number, spec: PackSpec): string {
-  const bits = typeof spec.bits === "number" ? `b${spec.bits}` : spec.bits;
-  return `c${cut}-${bits}${spec.perChannel ? "-pc" : ""}${spec.shuffle ? "-shuf" : ""}-${spec.codec}`;
+export function variantId(cut: number, spec: CodecSpec): string {
+  return `c${cut}-${codecId(spec)}`;
 }
 
 function tensorSpec(model: Model, name: string): TensorSpec {
@@ -394,13 +394,13 @@ interface VariantProfile {
 }
 
 /** Encodes each sample's cut tensors with the real kernels, decodes, finishes on the cloud part. */
-async function profileVariant(cloud: ort.InferenceSession, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: PackSpec, cal: Calibration, run: RunShape, metric: Metric, refs: unknown[]): Promise<VariantProfile> {
+async function profileVariant(cloud: ort.InferenceSession, tensors: string[], acts: Map<string, { data: Float32Array; sample: number[] }>, spec: CodecSpec, cal: Calibration, run: RunShape, metric: Metric, refs: unknown[]): Promise<VariantProfile> {
   const count = cal.count;
   const bytes = new Float64Array(count);
   const enc = new Float64Array(count);
   const dec = new Float64Array(count);
   const stats: number[] = [];
-  const opts = { bits: spec.bits === "f32" ? ("f32" as const) : spec.bits === "f16" ? ("f16" as const) : (spec.bits as 1), perChannel: spec.perChannel, shuffle: spec.shuffle, codec: spec.codec };
+  const opts = encodeOptions(spec);
   for (const [start, n] of batches(count, run)) {
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of tensors) {

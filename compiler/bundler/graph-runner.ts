@@ -4,6 +4,7 @@
 // inputs: region r holds the standard nodes behind r of them, so the regions run in order with
 // the dyno steps between them. (The executor runs bundles faster from shared segment sessions;
 // this runner is what proves the variant graphs themselves compute the same.)
+import { encodeOptions } from "../../runtime/exec/executor.js";
 import ort from "onnxruntime-node";
 import { DynoError } from "../../runtime/common/errors.js";
 import { Graph, Model, tensorTypeDesc, type Node } from "../ir/graph.js";
@@ -55,7 +56,7 @@ export class DynoGraphRunner {
       const x = pool[n.inputs[0]!.name];
       if (!x) throw new DynoError(`${n.label}: input "${n.inputs[0]!.name}" is not available`);
       if (n.opType === "QuantizePack") {
-        const bytes = encode(x.data as Float32Array, x.dims as number[], { bits: spec.bits as 1, perChannel: spec.perChannel, shuffle: spec.shuffle, codec: spec.codec });
+        const bytes = encode(x.data as Float32Array, x.dims as number[], encodeOptions(spec));
         pool[n.outputs[0]!.name] = new ort.Tensor("uint8", bytes, [bytes.length]);
       } else if (n.opType === "UnpackDequantize") {
         const d = decodeWithShape(x.data as Uint8Array);

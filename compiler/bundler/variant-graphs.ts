@@ -4,7 +4,7 @@
 // ~170 variants (docs/compile.md). `dyno export-variant` writes them; `dyno verify` runs them.
 import { loadModel } from "../onnx/import.js";
 import type { Model } from "../ir/graph.js";
-import { insertQuantizePack, insertUnpackDequantize, type PackSpec } from "../passes/insert-pack.js";
+import { insertQuantizePack, insertUnpackDequantize } from "../passes/insert-pack.js";
 import { joinSegments } from "../passes/join-segments.js";
 import { partition } from "../passes/partition.js";
 import type { NodeBundle } from "../../runtime/node/bundle.js";
@@ -22,16 +22,11 @@ export function bundleModel(bundle: NodeBundle): Model {
   return joinSegments(bundle.manifest.segments.map((s) => loadModel(bundle.path(s.graph))));
 }
 
-export function packSpec(codec: CodecSpec): PackSpec {
-  return { bits: codec.bits, perChannel: codec.perChannel, shuffle: codec.shuffle, codec: codec.lossless };
-}
-
 /** The variant's device and cloud graphs; `model` (bundleModel) may be passed in to join once. */
 export function variantGraphs(bundle: NodeBundle, v: Variant, model: Model = bundleModel(bundle)): VariantGraphs {
   const cut = bundle.manifest.cuts.find((c) => c.id === v.cut)!;
   if (cut.kind === "output") return { device: null, cloud: null };
   const names = cut.tensors.map((t) => t.name);
   const [device, cloud] = partition(model, names);
-  const spec = packSpec(v.codec);
-  return { device: insertQuantizePack(device, names, spec), cloud: insertUnpackDequantize(cloud, names, spec) };
+  return { device: insertQuantizePack(device, names, v.codec), cloud: insertUnpackDequantize(cloud, names, v.codec) };
 }

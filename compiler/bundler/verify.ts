@@ -5,6 +5,7 @@
 // graphs assembled from the segments (what `dyno export-variant` writes) must compute what the
 // executor computes; and the accuracy table must be reproduced, in the manifest's metric, on
 // the calibration data through this runtime.
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import { openExecutor } from "../../runtime/node/executor.js";
 import ort from "onnxruntime-node";
 import type { NodeBundle } from "../../runtime/node/bundle.js";
@@ -44,7 +45,7 @@ export async function verifyBundle(bundle: NodeBundle, calibration: Calibration 
   const exec = await openExecutor(bundle);
   const m = bundle.manifest;
   const spec = m.model.inputs[0]!;
-  const dims = spec.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(spec.shape);
   const x = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), seed), dims);
   const reference = await runAll(exec, x);
   const mm = m.calibration.metric;
@@ -128,7 +129,7 @@ function cutBound(v: Variant, payloads: { tensor: string; bytes: Uint8Array }[],
 }
 
 function sampleInput(exec: Executor, cal: Calibration, i: number): ort.Tensor {
-  const dims = exec.manifest.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(exec.manifest.model.inputs[0]!.shape);
   return new ort.Tensor("float32", cal.batch(i, 1), dims);
 }
 

@@ -11,7 +11,7 @@ import { topoSort } from "../ir/order.js";
 import { nodeMacs, numel } from "./costs.js";
 import { staticValues } from "./static-values.js";
 
-export interface Cut {
+export interface CandidateCut {
   index: number;
   /** Position in `order`: nodes [0, position) run before the cut (on the device). */
   position: number;
@@ -28,7 +28,7 @@ export interface Cut {
 export interface CutFacts {
   /** Compute nodes (static shape/constant nodes excluded) in the order the cuts refer to. */
   order: Node[];
-  cuts: Cut[];
+  cuts: CandidateCut[];
   totalMacs: number;
 }
 
@@ -62,7 +62,7 @@ export function findCuts(model: Model): CutFacts {
 
   const macs = order.map(nodeMacs);
   const totalMacs = macs.reduce((a, b) => a + b, 0);
-  const cuts: Cut[] = [];
+  const cuts: CandidateCut[] = [];
   const seen = new Set<string>();
   let deviceMacs = 0;
   for (let p = 0; p <= n; p++) {

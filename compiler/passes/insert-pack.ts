@@ -2,6 +2,7 @@
 //   device part:  ... -> t -> ai.dyno.QuantizePack -> t__payload (uint8[payload_bytes])
 //   cloud part:   t__payload -> ai.dyno.UnpackDequantize -> t -> ...
 // so each variant's graphs say, in ONNX, what crosses the cut and how it is packed.
+import type { CodecSpec } from "../../runtime/common/manifest.js";
 import { UsageError } from "../../runtime/common/errors.js";
 import { DataType } from "../ir/dtype.js";
 import { AttrType, Model, tensorTypeDesc, type Attribute } from "../ir/graph.js";
@@ -10,19 +11,12 @@ import { verifyOrThrow } from "../ir/order.js";
 export const DYNO_DOMAIN = "ai.dyno";
 export const DYNO_OPSET = 1;
 
-export interface PackSpec {
-  /** 1..8 or 16: quantised codes; "f16"/"f32": float passthrough. */
-  bits: number | "f16" | "f32";
-  perChannel: boolean;
-  shuffle: boolean;
-  codec: "none" | "lz4" | "deflate" | "zstd";
-}
 
 export function payloadName(tensor: string): string {
   return `${tensor}__payload`;
 }
 
-export function packAttributes(spec: PackSpec): Attribute[] {
+export function packAttributes(spec: CodecSpec): Attribute[] {
   const text = (s: string) => new TextEncoder().encode(s);
   const format = spec.bits === "f32" ? "float32" : spec.bits === "f16" ? "float16" : "quantized";
   const bits = spec.bits === "f32" ? 32 : spec.bits === "f16" ? 16 : spec.bits;
@@ -31,19 +25,19 @@ export function packAttributes(spec: PackSpec): Attribute[] {
     { name: "format", type: AttrType.STRING, s: text(format) },
     { name: "per_channel", type: AttrType.INT, i: spec.perChannel ? 1 : 0 },
     { name: "shuffle", type: AttrType.INT, i: spec.shuffle ? 1 : 0 },
-    { name: "codec", type: AttrType.STRING, s: text(spec.codec) },
+    { name: "codec", type: AttrType.STRING, s: text(spec.lossless) }, // the lossless stage (the op's attribute name)
   ];
 }
 
-/** Reads a PackSpec back from a QuantizePack / UnpackDequantize node's attributes. */
-export function packSpecOf(attrs: { attrInt(n: string, d: number): number; attrString(n: string, d: string): string }): PackSpec {
+/** Reads a codec spec back from a QuantizePack / UnpackDequantize node's attributes. */
+export function packSpecOf(attrs: { attrInt(n: string, d: number): number; attrString(n: string, d: string): string }): CodecSpec {
   const format = attrs.attrString("format", "quantized");
   const bits = attrs.attrInt("bits", 8);
   return {
-    bits: format === "float32" ? "f32" : format === "float16" ? "f16" : bits,
+    bits: format === "float32" ? "f32" : format === "float16" ? "f16" : (bits as CodecSpec["bits"]),
     perChannel: attrs.attrInt("per_channel", 0) === 1,
     shuffle: attrs.attrInt("shuffle", 0) === 1,
-    codec: attrs.attrString("codec", "none") as PackSpec["codec"],
+    lossless: attrs.attrString("codec", "none") as CodecSpec["lossless"],
   };
 }
 
@@ -54,7 +48,7 @@ function withDynoOpset(model: Model): Model {
 }
 
 /** Device part: every output that crosses the cut leaves as a packed payload. */
-export function insertQuantizePack(device: Model, cut: readonly string[], spec: PackSpec): Model {
+export function insertQuantizePack(device: Model, cut: readonly string[], spec: CodecSpec): Model {
   const out = withDynoOpset(device);
   const g = out.graph;
   const outputs = g.outputs.map((v) => v.name);
@@ -79,7 +73,7 @@ export function insertQuantizePack(device: Model, cut: readonly string[], spec: 
 }
 
 /** Cloud part: every cut input arrives as a payload and is unpacked to its original name. */
-export function insertUnpackDequantize(cloud: Model, cut: readonly string[], spec: PackSpec): Model {
+export function insertUnpackDequantize(cloud: Model, cut: readonly string[], spec: CodecSpec): Model {
   const out = withDynoOpset(cloud);
   const g = out.graph;
   const inputs = [...g.inputs];

@@ -51,7 +51,7 @@ import { Registry } from "./metrics.js";
 import {
   decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, MAX_PROBE_PAD_BYTES, maxRequestBytes, maxResponseBytes, MessageType, modelId,
   parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, type ErrorKind, type OutputTensor, type Status,
-  type Timing,
+  type ServerTiming,
 } from "../common/protocol.js";
 import { WorkerPayloadError, WorkerPool, type PoolStats } from "./worker-pool.js";
 import { refuseHttp, refuseWebSocket } from "./ws-refuse.js";
@@ -303,7 +303,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
    * from its worker), never before.
    */
   const run = (valid: ReturnType<typeof validateRequest>, client: Client, arrived: number, release: () => void) =>
-    new Promise<{ outputs: OutputTensor[]; timing: Omit<Timing, "totalMs"> }>((resolve, reject) => {
+    new Promise<{ outputs: OutputTensor[]; timing: Omit<ServerTiming, "totalMs"> }>((resolve, reject) => {
       const job = pool.submit(valid.variant.id, valid.payloads, client.key);
       let answered = false;
       const timer = setTimeout(() => {
@@ -342,7 +342,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       m.variants.add({ variant });
       handedOver = true; // from here run() releases the slot, when the job is off the pool
       const r = await run(valid, client, arrived, release);
-      const timing: Timing = { ...r.timing, totalMs: performance.now() - arrived };
+      const timing: ServerTiming = { ...r.timing, totalMs: performance.now() - arrived };
       m.cloud.observe(timing.cloudMs / 1000);
       m.requests.add({ transport, status: "ok" });
       return { bytes: encodeResponse({ id, status: "ok", timing, outputs: r.outputs }), status: "ok" };

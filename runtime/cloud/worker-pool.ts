@@ -27,7 +27,7 @@ import { Worker } from "node:worker_threads";
 import { DynoError } from "../common/errors.js";
 import type { NodeBundle } from "../node/bundle.js";
 import { FairQueue } from "./fair-queue.js";
-import type { OutputTensor, WirePayload } from "../common/protocol.js";
+import type { OutputTensor, Payload } from "../common/protocol.js";
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -98,7 +98,7 @@ interface Slot {
 interface PendingJob {
   id: number;
   variant: string;
-  payloads: WirePayload[];
+  payloads: Payload[];
   /** Who the job is for (the server's per-address key): the unit of fairness. */
   client: string;
   startedAt: number | null;
@@ -172,7 +172,7 @@ export class WorkerPool {
     return { workers: this.slots.length, busy: this.slots.filter((s) => s.job).length, queued: this.queue.length, completed: this.completed };
   }
 
-  submit(variant: string, payloads: WirePayload[], client = ""): Job {
+  submit(variant: string, payloads: Payload[], client = ""): Job {
     let job!: PendingJob;
     const result = new Promise<CloudRun>((resolve, reject) => {
       job = { id: this.nextId++, variant, payloads, client, startedAt: null, resolve, reject };

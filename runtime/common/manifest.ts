@@ -19,6 +19,11 @@ export const TensorSpec = z.object({
 });
 export type TensorSpec = z.infer<typeof TensorSpec>;
 
+/** A shape with its symbolic dims (a batch, any named dim) at 1: one sample, as devices send. */
+export function perSampleDims(shape: readonly (number | string | null)[]): number[] {
+  return shape.map((d) => (typeof d === "number" ? d : 1));
+}
+
 /**
  * A file of the bundle, relative to the manifest, with its size and SHA-256 (tamper check). A
  * plain name: letters, digits, "_", "-", "."; no separator, and no leading dot, so neither "." nor
@@ -67,6 +72,12 @@ export const CodecSpec = z.object({
   lossless: z.enum(["none", "lz4", "deflate", "zstd"]),
 });
 export type CodecSpec = z.infer<typeof CodecSpec>;
+
+/** A codec's part of a variant id: "b4-zstd", "b6-pc-shuf-lz4", "f16-none", "f32-none". */
+export function codecId(c: CodecSpec): string {
+  const bits = typeof c.bits === "number" ? `b${c.bits}` : c.bits;
+  return `${bits}${c.perChannel ? "-pc" : ""}${c.shuffle ? "-shuf" : ""}-${c.lossless}`;
+}
 
 export const Variant = z.object({
   /** Stable id, e.g. "c12-b4-zstd": cut id, bits, lossless stage. */

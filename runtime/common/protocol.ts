@@ -21,7 +21,7 @@
 import * as z from "zod";
 import { DynoError } from "./errors.js";
 import { headerLength, Kind, rawBodyLength, readHeader } from "../../kernels/format.js";
-import { Bits, type Cut, type Manifest, type Variant } from "./manifest.js";
+import { Bits, perSampleDims, type Cut, type Manifest, type Variant } from "./manifest.js";
 
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = [0x44, 0x59, 0x4e, 0x4f] as const;
@@ -110,7 +110,8 @@ export const RequestHeader = z.object({
 }).strict();
 export type RequestHeader = z.infer<typeof RequestHeader>;
 
-export const Timing = z.object({
+/** The server's times for one request (the manifest's Timing is a profile statistic). */
+export const ServerTiming = z.object({
   /** Waiting for the executor (runs are serialised). */
   queueMs: z.number().nonnegative(),
   /** Unpacking the payloads (the executor's decode). */
@@ -122,7 +123,7 @@ export const Timing = z.object({
   /** Receipt of the request to the response, on the server: cloudMs + queueMs + checks. */
   totalMs: z.number().nonnegative(),
 }).strict();
-export type Timing = z.infer<typeof Timing>;
+export type ServerTiming = z.infer<typeof ServerTiming>;
 
 export const ResponseTensor = z.object({
   name: z.string(),
@@ -137,13 +138,13 @@ export const ResponseHeader = z.object({
   status: z.enum(["ok", ...ERROR_KINDS] as [Status, ...Status[]]),
   /** For errors: what was wrong, naming the field, tensor or limit. */
   message: z.string().optional(),
-  timing: Timing.optional(),
+  timing: ServerTiming.optional(),
   outputs: z.array(ResponseTensor).optional(),
 }).strict();
 export type ResponseHeader = z.infer<typeof ResponseHeader>;
 
-/** A payload as the executor makes it (runtime/exec/executor.ts Payload, without onnxruntime). */
-export interface WirePayload {
+/** One cut tensor packed by the kernels, as the executor makes it and a request carries it. */
+export interface Payload {
   tensor: string;
   bytes: Uint8Array;
 }
@@ -174,7 +175,7 @@ export interface Response {
   id: number;
   status: Status;
   message?: string;
-  timing?: Timing;
+  timing?: ServerTiming;
   outputs: OutputTensor[];
 }
 
@@ -294,7 +295,7 @@ export function encodeRequest(id: number, header: RequestHeader, payloads: reado
  * The request a device sends for `variant`: shapes from the payloads' own headers, lengths and
  * checksums computed, codec parameters from the variant (what the device believes).
  */
-export function buildRequest(id: number, model: string, variant: Pick<Variant, "id" | "codec">, payloads: readonly WirePayload[]): Uint8Array {
+export function buildRequest(id: number, model: string, variant: Pick<Variant, "id" | "codec">, payloads: readonly Payload[]): Uint8Array {
   const tensors = payloads.map((p): RequestTensor => {
     let shape: number[];
     try {
@@ -349,7 +350,7 @@ export function maxRequestBytes(manifest: Pick<Manifest, "variants" | "cuts">): 
 
 /** The largest payload `encode` makes for a tensor of `shape` with `codec` (symbolic dims: 1). */
 function maxPayloadBytes(shape: Cut["tensors"][number]["shape"], codec: Variant["codec"]): number {
-  const dims = shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(shape);
   const n = dims.reduce((a, b) => a * b, 1);
   const kind = codec.bits === "f32" ? Kind.Float32 : codec.bits === "f16" ? Kind.Float16 : Kind.Quantized;
   const bits = kind === Kind.Float32 ? 32 : kind === Kind.Float16 ? 16 : (codec.bits as number);
@@ -371,7 +372,7 @@ export interface ValidRequest {
   id: number;
   variant: Variant;
   cut: Cut;
-  payloads: WirePayload[];
+  payloads: Payload[];
 }
 
 /**
@@ -400,7 +401,7 @@ export function validateRequest(manifest: Manifest, req: Request): ValidRequest 
   if (header.tensors.length !== cut.tensors.length) {
     fail("bad-request", `variant "${v.id}" expects ${cut.tensors.length} tensor(s) (${cut.tensors.map((t) => t.name).join(", ")}), the request has ${header.tensors.length}`);
   }
-  const payloads: WirePayload[] = [];
+  const payloads: Payload[] = [];
   const seen = new Set<string>();
   header.tensors.forEach((t, i) => {
     const spec = cut.tensors.find((s) => s.name === t.name);

@@ -43,10 +43,10 @@ import { DynoError } from "../common/errors.js";
 import type { Variant } from "../common/manifest.js";
 import {
   buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, PREFIX_BYTES, ProtocolError, type ErrorKind,
-  type OutputTensor, type Timing, type WirePayload,
+  type OutputTensor, type ServerTiming, type Payload,
 } from "../common/protocol.js";
 
-export type { OutputTensor, Timing, WirePayload } from "../common/protocol.js";
+export type { OutputTensor, ServerTiming, Payload } from "../common/protocol.js";
 
 export type CloudErrorKind = ErrorKind | "connection" | "protocol";
 
@@ -80,13 +80,13 @@ export interface CloudRequest {
   /** The variant the payloads were made with (a manifest Variant will do). */
   variant: Pick<Variant, "id" | "codec">;
   /** One per cut tensor, as Executor.device returns them. */
-  payloads: readonly WirePayload[];
+  payloads: readonly Payload[];
 }
 
 export interface CloudReply {
   id: number;
   outputs: OutputTensor[];
-  timing: Timing;
+  timing: ServerTiming;
   bytesSent: number;
   bytesReceived: number;
   wallMs: number;

@@ -13,6 +13,7 @@
 // Platform-free: the bundle, the inference backend, the WebSocket and the profile cache are
 // given. runtime/node/device.ts gives Node's (a directory, onnxruntime-node, `ws`, ~/.cache/dyno),
 // runtime/web/device.ts a browser's (a URL, onnxruntime-web, WebSocket, localStorage).
+import { perSampleDims } from "../common/manifest.js";
 import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
 import type { Manifest, Profile, Variant } from "../common/manifest.js";
@@ -150,7 +151,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const exec = await Executor.open(bundle, { backend: options.backend, threads: options.threads ?? 1 });
   const tensor = (data: Float32Array): Tensor => options.backend.tensor(data, dims);
   const m = bundle.manifest;
-  const dims = m.model.inputs[0]!.shape.map((d) => (typeof d === "number" ? d : 1));
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
   const inputSize = dims.reduce((a, b) => a * b, 1);
   const slowdown = options.slowdown ?? 1;
   const policy = {

@@ -11,15 +11,13 @@
 // onnxruntime-web (runtime/web/backend.ts); nothing here imports either.
 import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
-import type { Cut, Manifest, Profile, Variant } from "../common/manifest.js";
+import type { CodecSpec, Cut, Manifest, Profile, Variant } from "../common/manifest.js";
+import type { Payload } from "../common/protocol.js";
 import { timingOf } from "../common/stats.js";
 import { decodeWithShape, encode, initKernels, type EncodeOptions } from "../../kernels/index.js";
 import type { Backend, InferenceSession, Tensor } from "./backend.js";
 
-export interface Payload {
-  tensor: string;
-  bytes: Uint8Array;
-}
+export type { Payload };
 
 export type DeviceResult =
   | { kind: "split"; variant: Variant; payloads: Payload[]; segmentMs: number[]; encodeMs: number }
@@ -35,8 +33,9 @@ export class PayloadError extends DynoError {
   override name = "PayloadError";
 }
 
-export function encodeOptions(v: Variant): EncodeOptions {
-  return { bits: v.codec.bits, perChannel: v.codec.perChannel, shuffle: v.codec.shuffle, codec: v.codec.lossless };
+/** The kernels' options for a codec spec (the kernels call the lossless stage `codec`). */
+export function encodeOptions(c: CodecSpec): EncodeOptions {
+  return { bits: c.bits, perChannel: c.perChannel, shuffle: c.shuffle, codec: c.lossless };
 }
 
 export class Executor {
@@ -87,7 +86,7 @@ export class Executor {
       return { kind: "local", variant: v, outputs, segmentMs };
     }
     const t0 = performance.now();
-    const opts = encodeOptions(v);
+    const opts = encodeOptions(v.codec);
     const payloads = cut.tensors.map((t) => {
       const x = pool[t.name];
       if (!x) throw new DynoError(`segment chain did not produce cut tensor "${t.name}"`);

@@ -18,7 +18,7 @@
 // A request limit (policy.maxRequestBytes: the server's --max-body less the frame's header) takes
 // out every variant whose payload may be larger: the largest the calibration saw (wire.maxBytes)
 // or the measured mean, whichever is larger. Device-only sends nothing and is never taken out.
-import type { Cut, Manifest, Variant } from "../common/manifest.js";
+import { codecId, type Cut, type Manifest, type Variant } from "../common/manifest.js";
 import type { Estimates } from "./estimators.js";
 import { deviceJoules, powerModel, type PowerModel } from "./energy.js";
 
@@ -71,7 +71,7 @@ export interface Prediction {
   /** The manifest's variant; null when synthesised. */
   variant: Variant | null;
   deviceSegments: number;
-  /** "f32", "f16", or "b4-zstd", "b8-shuffle-lz4", ... */
+  /** The variant id's codec part (manifest.ts codecId): "f32-none", "b4-zstd", "b8-shuf-lz4", ... */
   codec: string;
   accuracyDrop: number;
   deviceMs: number;
@@ -130,10 +130,6 @@ interface Context {
 
 const contexts = new WeakMap<Manifest, Context>();
 
-function codecLabel(c: Variant["codec"]): string {
-  if (c.bits === "f32" || c.bits === "f16") return c.lossless === "none" ? c.bits : `${c.bits}-${c.lossless}`;
-  return [`b${c.bits}`, c.perChannel ? "pc" : "", c.shuffle ? "shuffle" : "", c.lossless === "none" ? "" : c.lossless].filter(Boolean).join("-");
-}
 
 /** Per-manifest facts, computed once (the manifest is immutable once loaded). */
 function contextOf(m: Manifest): Context {
@@ -146,9 +142,9 @@ function contextOf(m: Manifest): Context {
     if (!cut) throw new RangeError(`variant ${v.id} refers to cut ${v.cut}, which the manifest does not list`);
     const k = cut.deviceSegments;
     const kind: Kind = cut.kind === "output" || k === n ? "device-only" : cut.kind === "input" || k === 0 ? "cloud-only" : "split";
-    return { id: v.id, kind, variant: v, deviceSegments: kind === "device-only" ? n : kind === "cloud-only" ? 0 : k, codec: codecLabel(v.codec), accuracyDrop: v.accuracy.drop, admissible: v.admissible, wireBytes: v.wire.meanBytes, wireMaxBytes: v.wire.maxBytes, bits: v.codec.bits, lossless: v.codec.lossless };
+    return { id: v.id, kind, variant: v, deviceSegments: kind === "device-only" ? n : kind === "cloud-only" ? 0 : k, codec: codecId(v.codec), accuracyDrop: v.accuracy.drop, admissible: v.admissible, wireBytes: v.wire.meanBytes, wireMaxBytes: v.wire.maxBytes, bits: v.codec.bits, lossless: v.codec.lossless };
   });
-  const synth = (id: "device-only" | "cloud-only", k: number, bytes: number): Entry => ({ id, kind: id, variant: null, deviceSegments: k, codec: "f32", accuracyDrop: 0, admissible: true, wireBytes: bytes, wireMaxBytes: bytes, bits: "f32", lossless: "none" });
+  const synth = (id: "device-only" | "cloud-only", k: number, bytes: number): Entry => ({ id, kind: id, variant: null, deviceSegments: k, codec: "f32-none", accuracyDrop: 0, admissible: true, wireBytes: bytes, wireMaxBytes: bytes, bits: "f32", lossless: "none" });
   if (!entries.some((e) => e.kind === "device-only")) entries.push(synth("device-only", n, 0));
   if (!entries.some((e) => e.kind === "cloud-only" && e.bits === "f32")) entries.push(synth("cloud-only", 0, m.model.inputs.reduce((s, t) => s + t.bytes, 0)));
   const byPolicy = new Map(POLICIES.map((name) => [name, candidates(name, entries).map((e) => entries.indexOf(e))]));

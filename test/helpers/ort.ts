@@ -1,4 +1,5 @@
 // Running a model in onnxruntime-node on seeded float32 inputs, for differential checks.
+import { perSampleDims } from "../../runtime/common/manifest.js";
 import * as ort from "onnxruntime-node";
 import type { Model } from "../../compiler/ir/graph.js";
 import { randomFloats } from "./onnx.js";
@@ -9,7 +10,7 @@ export function seededFeeds(model: Model, seed = 11): Record<string, ort.Tensor>
   model.graph.inputs.forEach((v, i) => {
     if (model.graph.isInitializer(v.name)) return;
     if (v.dtype !== 1) throw new Error(`input "${v.name}" of "${model.source}" is not float32; seededFeeds only makes float32`);
-    const dims = (v.shape ?? []).map((d) => (typeof d === "number" ? d : 1));
+    const dims = perSampleDims(v.shape ?? []);
     feeds[v.name] = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), seed + i, 1), dims);
   });
   return feeds;
