@@ -74,6 +74,9 @@ const MiB = 1024 * 1024;
  */
 export const REPLY_WINDOW = 4;
 
+/** Window pings unanswered at once, at most (ws cuts a peer past 60 pending automatic pongs). */
+export const MAX_PINGS_OUT = 4;
+
 export const SERVE_DEFAULTS = {
   host: "127.0.0.1",
   port: 8080,
@@ -527,6 +530,24 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
   };
 
   /**
+   * Pings with a nonce to learn what the peer has read: every `pingEvery` replies, or at once
+   * when requests wait for the window (`urgent`). At most MAX_PINGS_OUT unanswered: `ws` (and
+   * browsers alike) cut a peer that floods them with pings faster than their pongs go out.
+   */
+  const askRead = (peer: Peer, urgent: boolean) => {
+    const last = peer.acks.at(-1)?.replies ?? peer.read;
+    if (peer.acks.length >= MAX_PINGS_OUT || peer.replies === last) return;
+    if (!urgent && peer.replies - last < pingEvery) return;
+    const nonce = randomBytes(8);
+    peer.acks.push({ nonce, replies: peer.replies });
+    try {
+      peer.ws.ping(nonce);
+    } catch {
+      /* closing already */
+    }
+  };
+
+  /**
    * Sends a reply. Past --ws-send-buffer waiting bytes, stops reading from the peer until half of
    * them drained; every `pingEvery` replies, pings with a nonce to learn what the peer has read.
    */
@@ -535,16 +556,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     if (ws.readyState !== ws.OPEN) return;
     ws.send(bytes, () => resume(peer));
     peer.replies++;
-    const last = peer.acks.at(-1)?.replies ?? peer.read;
-    if (peer.replies - last >= pingEvery) {
-      const nonce = randomBytes(8);
-      peer.acks.push({ nonce, replies: peer.replies });
-      try {
-        ws.ping(nonce);
-      } catch {
-        /* closing already */
-      }
-    }
+    askRead(peer, false);
     const buffered = ws.bufferedAmount;
     stats.maxBufferedBytes = Math.max(stats.maxBufferedBytes, buffered);
     if (buffered > o.wsSendBufferBytes) pause(peer);
@@ -563,6 +575,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     if (peer.held.length < o.maxInflightPerClient) {
       peer.held.push({ bytes, arrived });
       stats.maxHeld = Math.max(stats.maxHeld, peer.held.length);
+      askRead(peer, true);
       return;
     }
     m.requests.add({ transport: "ws", status: "overloaded" });
@@ -582,6 +595,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       const { bytes, arrived } = peer.held.shift()!;
       void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
     }
+    // Replies sent while pings were capped, with requests still waiting: ask again.
+    if (peer.held.length > 0) askRead(peer, true);
   };
 
   const onConnection = (ws: WebSocket, remote: string) => {
