@@ -5,6 +5,8 @@ import { ModelError } from "../../runtime/common/errors.js";
 import { randomFloats } from "../../runtime/common/random.js";
 import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Model } from "../ir/graph.js";
+import type { InferenceSession, Tensor } from "../../runtime/exec/backend.js";
+import { runChain as runSegments } from "../../runtime/exec/executor.js";
 
 export type Feeds = Record<string, ort.Tensor>;
 
@@ -28,14 +30,10 @@ export function randomFeeds(model: Model, seed: number, symbolValue = 1): Feeds 
  */
 export async function runChain(sessions: readonly ort.InferenceSession[], feeds: Feeds): Promise<Feeds> {
   const pool: Feeds = { ...feeds };
-  for (const [i, s] of sessions.entries()) {
-    const input: Feeds = {};
-    for (const name of s.inputNames) {
-      const t = pool[name];
-      if (!t) throw new ModelError(`segment ${i} needs tensor "${name}", which no earlier segment produced`);
-      input[name] = t;
-    }
-    Object.assign(pool, await s.run(input));
+  try {
+    await runSegments(sessions as unknown as InferenceSession[], pool as unknown as Record<string, Tensor>);
+  } catch (e) {
+    throw new ModelError((e as Error).message);
   }
   return pool;
 }

@@ -18,3 +18,17 @@ export function timingOf(ms: ArrayLike<number>): Timing {
   const round = (x: number) => Math.round(x * 1e4) / 1e4;
   return { meanMs: round(mean(ms)), p95Ms: round(quantile(sorted, 0.95)), runs: ms.length };
 }
+
+/** Index i < n of the largest data[offset + i * stride]; the first on ties. */
+export function argmax(data: ArrayLike<number>, offset = 0, n = data.length - offset, stride = 1): number {
+  let best = 0;
+  let top = data[offset]!;
+  for (let i = 1, at = offset + stride; i < n; i++, at += stride) {
+    const v = data[at]!;
+    if (v > top) {
+      top = v;
+      best = i;
+    }
+  }
+  return best;
+}

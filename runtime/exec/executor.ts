@@ -128,21 +128,11 @@ export class Executor {
 
   /** Runs segments [from, to) in order over `pool`; returns each one's milliseconds. */
   async runSegments(from: number, to: number, pool: Record<string, Tensor>): Promise<number[]> {
-    const ms: number[] = [];
-    for (let i = from; i < to; i++) {
-      const s = this.sessions[i];
-      if (!s) throw new DynoError(`segment ${i} is not loaded in this executor`);
-      const feeds: Record<string, Tensor> = {};
-      for (const name of s.inputNames) {
-        const t = pool[name];
-        if (!t) throw new DynoError(`segment ${i} needs "${name}", which no earlier step produced`);
-        feeds[name] = t;
-      }
-      const t0 = performance.now();
-      Object.assign(pool, await s.run(feeds));
-      ms.push(performance.now() - t0);
-    }
-    return ms;
+    const sessions = this.sessions.slice(from, to).map((s, k) => {
+      if (!s) throw new DynoError(`segment ${from + k} is not loaded in this executor`);
+      return s;
+    });
+    return runChain(sessions, pool, from);
   }
 
   async release(): Promise<void> {
@@ -190,4 +180,25 @@ export async function measureProfile(exec: Executor, input: Tensor, options: { r
     segments: times.map(timingOf),
     codec: m.profiles.find((p) => p.role === "device")?.codec ?? {},
   };
+}
+
+/**
+ * The one segment-chain runner: sessions in order, each reading its inputs from `pool` (the
+ * model inputs and earlier outputs) and adding its outputs to it; each one's milliseconds.
+ * `first` numbers the segments in messages.
+ */
+export async function runChain(sessions: readonly InferenceSession[], pool: Record<string, Tensor>, first = 0): Promise<number[]> {
+  const ms: number[] = [];
+  for (const [k, s] of sessions.entries()) {
+    const feeds: Record<string, Tensor> = {};
+    for (const name of s.inputNames) {
+      const t = pool[name];
+      if (!t) throw new DynoError(`segment ${first + k} needs "${name}", which no earlier segment produced`);
+      feeds[name] = t;
+    }
+    const t0 = performance.now();
+    Object.assign(pool, await s.run(feeds));
+    ms.push(performance.now() - t0);
+  }
+  return ms;
 }

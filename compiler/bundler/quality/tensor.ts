@@ -1,23 +1,13 @@
 // Reading one sample's output tensor for a metric: find it by name, check its size, argmax; and
 // what compile and verify share around a metric: outputs as float32, stats summed over samples.
-// `argmax` is the one argmax of the code base; it takes a stride so the same loop serves a class
-// vector and a class axis of a map.
+// `argmax` (runtime/common/stats.ts) is the one argmax of the code base; it takes a stride so the
+// same loop serves a class vector and a class axis of a map.
 import { DynoError } from "../../../runtime/common/errors.js";
+import { argmax } from "../../../runtime/common/stats.js";
 import type { Label, SampleOutputs, SampleTensor } from "./types.js";
 
-/** Index i < n of the largest data[offset + i * stride]; the first on ties. */
-export function argmax(data: ArrayLike<number>, offset = 0, n = data.length - offset, stride = 1): number {
-  let best = 0;
-  let top = data[offset]!;
-  for (let i = 1, at = offset + stride; i < n; i++, at += stride) {
-    const v = data[at]!;
-    if (v > top) {
-      top = v;
-      best = i;
-    }
-  }
-  return best;
-}
+export { argmax };
+
 
 /** An output's data as float32 (a model may output int64 classes or float64 scores). */
 export function asFloat32(data: unknown): Float32Array {

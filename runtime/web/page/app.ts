@@ -6,6 +6,7 @@
 import { createDevice, fetchBundle, hasWebGpu, type Device, type Inference } from "../index.js";
 import type { Bundle } from "../../common/bundle.js";
 import type { Objective } from "../../plan/scheduler.js";
+import { argmax } from "../../common/stats.js";
 
 interface Config {
   model: string;
@@ -168,8 +169,7 @@ async function loop() {
 let lastVariant = "";
 function show(r: Inference, sample: number, input: Float32Array, link: string) {
   const out = Object.values(r.outputs)[0]!;
-  let top1 = 0;
-  for (let i = 1; i < out.data.length; i++) if (out.data[i]! > out.data[top1]!) top1 = i;
+  const top1 = argmax(out.data);
   const v = config.variants.find((x) => x.id === r.variant);
   const cut = v ? config.cuts.find((c) => c.id === v.cut)! : null;
   const deviceSegments = r.kind === "device-only" ? config.segments : cut?.deviceSegments ?? 0;
