@@ -30,7 +30,7 @@ import { ManifestError } from "../runtime/common/manifest.js";
 import type { Variant } from "../runtime/common/manifest.js";
 import { buildRequest, encodeRequest, modelId, type RequestHeader } from "../runtime/common/protocol.js";
 import { randomFloats } from "../runtime/common/random.js";
-import { REPLY_WINDOW, type DynoServer } from "../runtime/cloud/server.js";
+import { REPLY_WINDOW, STALL_MS, type DynoServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
 import { gate, until } from "./helpers/waits.js";
 import { cloudHarness, rejection } from "./helpers/cloud.js";
@@ -303,17 +303,24 @@ s("a client that never reads its replies gets at most a window of them run, howe
   ws.on("error", () => {});
   await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
   ws.pause(); // never read a reply (nor a ping)
-  const n = 600;
+  const n = 2000;
   const frames = Array.from({ length: n }, (_, k) => buildRequest(k + 1, MODEL, inner, quick));
   for (const f of frames.slice(0, 100)) ws.send(f);
   const window = REPLY_WINDOW * 4;
   const seen = () => Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0) + Number(/dyno_requests_total\{transport="ws",status="overloaded"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
   await until("the window to fill", () => seen() >= window, 20_000);
-  for (const f of frames.slice(100)) ws.send(f);
-  await until("every request past the window and the held ones to be refused", () => seen() >= n - 4, 20_000);
+  // Then a steady stream: refused, and once its oldest window ping is STALL_MS old, not read.
+  let sent = 100;
+  const end = performance.now() + STALL_MS + 1500;
+  while (performance.now() < end && sent < n) {
+    for (let k = 0; k < 10 && sent < n; k++) ws.send(frames[sent++]!);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await until("the server to stop reading from the silent client", () => srv.stats().ws.stalls >= 1, 20_000);
   const ok = Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
   assert.ok(ok <= window, `${ok} requests run for a client that reads none of its replies (window ${window})`);
   assert.is(srv.stats().ws.maxHeld, 4, "held: up to --max-inflight-per-client");
+  assert.ok(seen() < sent - 4, `the server read every request of a client that reads nothing (${seen()} answered of ${sent} sent)`);
   const other = client(srv);
   assert.is((await other.infer({ variant: inner, payloads: quick })).outputs.length, 1, "another client is served meanwhile");
   // Held requests are answered at shutdown, not dropped.

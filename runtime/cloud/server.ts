@@ -77,6 +77,10 @@ export const REPLY_WINDOW = 4;
 /** Window pings unanswered at once, at most (ws cuts a peer past 60 pending automatic pongs). */
 export const MAX_PINGS_OUT = 4;
 
+/** A refused peer whose oldest window ping is this old is not read from for this long (doubling). */
+export const STALL_MS = 1000;
+export const MAX_STALL_MS = 8000;
+
 export const SERVE_DEFAULTS = {
   host: "127.0.0.1",
   port: 8080,
@@ -177,6 +181,8 @@ export interface ServerStats {
     maxBufferedBytes: number;
     /** The most requests seen held for one socket while its peer had a window of replies unread. */
     maxHeld: number;
+    /** Times a peer that was refused and answered no window ping was not read from for a while. */
+    stalls: number;
   };
   pool: PoolStats;
   /** Bytes read (and dropped) from refused WebSocket upgrades. */
@@ -228,7 +234,11 @@ interface Peer {
   replies: number;
   read: number;
   /** Window pings not yet answered, oldest first: nonce and the reply count when sent. */
-  acks: { nonce: Buffer; replies: number }[];
+  acks: { nonce: Buffer; replies: number; at: number }[];
+  /** Not read from for a while: refusing, its oldest window ping unanswered for STALL_MS. */
+  stalled: ReturnType<typeof setTimeout> | null;
+  /** The next stall's length (doubling while the peer stays silent; reset by a pong). */
+  stallMs: number;
   /** Requests held while the window is full, with their arrival times. */
   held: { bytes: Uint8Array; arrived: number }[];
 }
@@ -285,7 +295,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
   };
 
   const admission = new Admission({ total: o.maxInflight, perClient: o.maxInflightPerClient, perAddress: o.maxInflightPerAddress });
-  const stats = { connections: 0, paused: 0, maxBufferedBytes: 0, maxHeld: 0, unauthorizedBytesRead: 0 };
+  const stats = { connections: 0, paused: 0, maxBufferedBytes: 0, maxHeld: 0, stalls: 0, unauthorizedBytesRead: 0 };
   let draining = false;
   let drained: (() => void) | null = null;
   const id16 = modelId(manifest);
@@ -523,7 +533,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     peer.ws.pause();
   };
   const resume = (peer: Peer) => {
-    if (!peer.paused || peer.ws.bufferedAmount > o.wsSendBufferBytes / 2) return;
+    if (!peer.paused || peer.stalled || peer.ws.bufferedAmount > o.wsSendBufferBytes / 2) return;
     peer.paused = false;
     m.paused.set({}, --stats.paused);
     peer.ws.resume();
@@ -539,7 +549,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     if (peer.acks.length >= MAX_PINGS_OUT || peer.replies === last) return;
     if (!urgent && peer.replies - last < pingEvery) return;
     const nonce = randomBytes(8);
-    peer.acks.push({ nonce, replies: peer.replies });
+    peer.acks.push({ nonce, replies: peer.replies, at: performance.now() });
     try {
       peer.ws.ping(nonce);
     } catch {
@@ -582,6 +592,18 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     m.errors.add({ kind: "overloaded" });
     log("overloaded requests", peer.client.remote, `dyno serve: ws ${peer.client.remote}: overloaded: ${peer.replies - peer.read} replies unread`);
     send(peer, errorResponse(peekId(bytes), "overloaded", `this connection has ${peer.replies - peer.read} replies unread and ${peer.held.length} requests waiting: read replies before sending more`));
+    // Refusing, and no pong for STALL_MS: the peer is not reading. Stop reading it for a while
+    // (doubling up to MAX_STALL_MS), then read again: a pong behind its requests is then found.
+    const oldest = peer.acks[0];
+    if (!peer.stalled && oldest && performance.now() - oldest.at > STALL_MS) {
+      pause(peer);
+      peer.stalled = setTimeout(() => {
+        peer.stalled = null;
+        peer.stallMs = Math.min(MAX_STALL_MS, peer.stallMs * 2);
+        resume(peer);
+      }, peer.stallMs);
+      stats.stalls++;
+    }
   };
 
   /** A pong: the peer has read every reply sent before the ping it answers. */
@@ -590,6 +612,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     const k = peer.acks.findIndex((a) => a.nonce.equals(data));
     if (k < 0) return; // a heartbeat's pong, or one we never asked for
     peer.read = peer.acks[k]!.replies;
+    peer.stallMs = STALL_MS;
     peer.acks.splice(0, k + 1);
     while (peer.held.length > 0 && peer.replies - peer.read < window) {
       const { bytes, arrived } = peer.held.shift()!;
@@ -600,12 +623,13 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
   };
 
   const onConnection = (ws: WebSocket, remote: string) => {
-    const peer: Peer = { ws, client: { key: `ws#${++connectionCount}`, remote }, beat: new Heartbeat(2), paused: false, replies: 0, read: 0, acks: [], held: [] };
+    const peer: Peer = { ws, client: { key: `ws#${++connectionCount}`, remote }, beat: new Heartbeat(2), paused: false, replies: 0, read: 0, acks: [], held: [], stalled: null, stallMs: STALL_MS };
     peers.add(peer);
     ws.on("close", () => {
       peers.delete(peer);
       if (peer.paused) m.paused.set({}, --stats.paused);
       peer.held.length = 0;
+      if (peer.stalled) clearTimeout(peer.stalled);
     });
     ws.on("pong", (data) => pong(peer, data));
     ws.on("error", (e) => {
@@ -712,7 +736,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     metrics: () => registry.render(),
     stats: () => ({
       connections: stats.connections,
-      ws: { open: peers.size, paused: stats.paused, maxBufferedBytes: stats.maxBufferedBytes, maxHeld: stats.maxHeld },
+      ws: { open: peers.size, paused: stats.paused, maxBufferedBytes: stats.maxBufferedBytes, maxHeld: stats.maxHeld, stalls: stats.stalls },
       pool: pool.stats(),
       unauthorizedBytesRead: stats.unauthorizedBytesRead,
     }),
