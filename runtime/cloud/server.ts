@@ -228,7 +228,7 @@ interface Peer {
   ws: WebSocket;
   client: Client;
   beat: Heartbeat;
-  /** Not read from: more than --ws-send-buffer reply bytes wait in `ws`. */
+  /** Not read from: more than --ws-send-buffer reply bytes wait in `ws`, or `stalled`. */
   paused: boolean;
   /** Replies handed to the socket, and how many of them the peer has read (per its pongs). */
   replies: number;
@@ -337,6 +337,14 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       });
     });
 
+  /** An error reply: counted by transport and kind, logged (escaped, rate-limited) as `line`. */
+  const errorReply = (transport: Transport, remote: string, id: number, kind: ErrorKind, message: string, line: string): Uint8Array => {
+    m.requests.add({ transport, status: kind });
+    m.errors.add({ kind });
+    log(`${kind} requests`, remote, line);
+    return errorResponse(id, kind, message);
+  };
+
   /** One request frame in, one response frame out; never throws. */
   const handle = async (bytes: Uint8Array, client: Client, transport: Transport, arrived = performance.now()): Promise<Outcome> => {
     m.bytesIn.add({ transport }, bytes.length);
@@ -362,10 +370,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     } catch (e) {
       const err = asProtocolError(e, id);
       if (!handedOver) release?.();
-      m.requests.add({ transport, status: err.kind });
-      m.errors.add({ kind: err.kind });
-      log(`${err.kind} requests`, client.remote, `dyno serve: ${transport} ${client.remote} request ${id}${variant ? ` (${variant})` : ""}: ${err.kind}: ${err.message}`);
-      return { bytes: errorResponse(id, err.kind, err.message), status: err.kind };
+      const line = `dyno serve: ${transport} ${client.remote} request ${id}${variant ? ` (${variant})` : ""}: ${err.kind}: ${err.message}`;
+      return { bytes: errorReply(transport, client.remote, id, err.kind, err.message, line), status: err.kind };
     }
   };
 
@@ -485,11 +491,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       res.end(bytes);
     };
     const refuse = (kind: ErrorKind, message: string) => {
-      m.requests.add({ transport: "http", status: kind });
-      m.errors.add({ kind });
-      log(`${kind} requests`, remote, `dyno serve: http ${remote}: ${kind}: ${message}`);
       // The body is left unread: close the connection rather than drain it.
-      reply(kind, errorResponse(0, kind, message), true);
+      reply(kind, errorReply("http", remote, 0, kind, message, `dyno serve: http ${remote}: ${kind}: ${message}`), true);
     };
     if (!authorized(bearerOf(req))) return refuse("unauthorized", "missing or wrong bearer token (send Authorization: Bearer <token>)");
     const body = await readBody(req, o.maxBody);
@@ -572,26 +575,25 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     if (buffered > o.wsSendBufferBytes) pause(peer);
   };
 
+  /** Handles a WebSocket request now; its reply goes back on the same socket. */
+  const answer = (peer: Peer, bytes: Uint8Array, arrived: number) => void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
+
   /**
    * Runs a request, or holds it while the peer has a window of replies unread; past
    * --max-inflight-per-client held, refuses it (`overloaded`, without decoding it) and keeps
    * reading, so the pong that opens the window is never stuck behind requests.
    */
   const request = (peer: Peer, bytes: Uint8Array, arrived: number) => {
-    if (peer.held.length === 0 && peer.replies - peer.read < window) {
-      void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
-      return;
-    }
+    if (peer.held.length === 0 && peer.replies - peer.read < window) return answer(peer, bytes, arrived);
     if (peer.held.length < o.maxInflightPerClient) {
       peer.held.push({ bytes, arrived });
       stats.maxHeld = Math.max(stats.maxHeld, peer.held.length);
       askRead(peer, true);
       return;
     }
-    m.requests.add({ transport: "ws", status: "overloaded" });
-    m.errors.add({ kind: "overloaded" });
-    log("overloaded requests", peer.client.remote, `dyno serve: ws ${peer.client.remote}: overloaded: ${peer.replies - peer.read} replies unread`);
-    send(peer, errorResponse(peekId(bytes), "overloaded", `this connection has ${peer.replies - peer.read} replies unread and ${peer.held.length} requests waiting: read replies before sending more`));
+    const unread = peer.replies - peer.read;
+    const message = `this connection has ${unread} replies unread and ${peer.held.length} requests waiting: read replies before sending more`;
+    send(peer, errorReply("ws", peer.client.remote, peekId(bytes), "overloaded", message, `dyno serve: ws ${peer.client.remote}: overloaded: ${unread} replies unread`));
     // Refusing, and no pong for STALL_MS: the peer is not reading. Stop reading it for a while
     // (doubling up to MAX_STALL_MS), then read again: a pong behind its requests is then found.
     const oldest = peer.acks[0];
@@ -616,7 +618,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     peer.acks.splice(0, k + 1);
     while (peer.held.length > 0 && peer.replies - peer.read < window) {
       const { bytes, arrived } = peer.held.shift()!;
-      void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
+      answer(peer, bytes, arrived);
     }
     // Replies sent while pings were capped, with requests still waiting: ask again.
     if (peer.held.length > 0) askRead(peer, true);
@@ -702,7 +704,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       server.closeIdleConnections();
       // Requests held for a peer's unread replies are answered too: `unavailable`.
       for (const peer of peers) {
-        for (const { bytes, arrived } of peer.held.splice(0)) void handle(bytes, peer.client, "ws", arrived).then((r) => send(peer, r.bytes));
+        for (const { bytes, arrived } of peer.held.splice(0)) answer(peer, bytes, arrived);
       }
       if (admission.inflight > 0) await new Promise<void>((resolve) => (drained = resolve));
       // The last responses are encoded and handed to their sockets in microtasks after their
