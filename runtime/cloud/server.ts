@@ -50,7 +50,7 @@ import type { Manifest } from "../common/manifest.js";
 import { Registry } from "./metrics.js";
 import {
   decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, MAX_PROBE_PAD_BYTES, maxRequestBytes, maxResponseBytes, MessageType, modelId,
-  parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, type ErrorKind, type OutputTensor, type Status,
+  parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind, type OutputTensor, type Status,
   type ServerTiming,
 } from "../common/protocol.js";
 import { WorkerPayloadError, WorkerPool, type PoolStats } from "./worker-pool.js";
@@ -60,9 +60,7 @@ export const WS_PATH = "/v1/ws";
 export const INFER_PATH = "/v1/infer";
 /** WebSocket close code for a missing or wrong token (private range 4000-4999: 4000 + HTTP 401). */
 export const WS_CLOSE_UNAUTHORIZED = 4401;
-/** Browsers cannot set an Authorization header on a WebSocket: they offer this subprotocol. */
-export const WS_PROTOCOL = "dyno.v1";
-export const WS_BEARER_PREFIX = "dyno-bearer.";
+export { WS_BEARER_PREFIX, WS_PROTOCOL };
 
 const MiB = 1024 * 1024;
 
@@ -779,13 +777,15 @@ function unauthorizedJson(res: http.ServerResponse): void {
  * A token check in constant time: both sides are hashed first, so timingSafeEqual compares equal
  * lengths and the time does not reveal the token's length either. No token configured: all pass.
  */
-function tokenCheck(token: string | undefined): (presented: string | undefined) => boolean {
+/** A constant-time check of a presented token against `token` (none: everything passes). */
+export function tokenCheck(token: string | undefined): (presented: string | undefined) => boolean {
   if (token === undefined) return () => true;
   const want = createHash("sha256").update(token).digest();
   return (presented) => presented !== undefined && timingSafeEqual(createHash("sha256").update(presented).digest(), want);
 }
 
-function bearerOf(req: http.IncomingMessage): string | undefined {
+/** The token of an `Authorization: Bearer <token>` header. */
+export function bearerOf(req: http.IncomingMessage): string | undefined {
   const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? "");
   return m ? m[1] : undefined;
 }

@@ -24,6 +24,10 @@ import { headerLength, Kind, rawBodyLength, readHeader } from "../../kernels/for
 import { Bits, perSampleDims, type Cut, type Manifest, type Variant } from "./manifest.js";
 
 export const PROTOCOL_VERSION = 1;
+/** The WebSocket subprotocol every client offers. */
+export const WS_PROTOCOL = "dyno.v1";
+/** Browsers cannot set an Authorization header on a WebSocket: they offer `dyno-bearer.<base64url token>`. */
+export const WS_BEARER_PREFIX = "dyno-bearer.";
 export const MAGIC = [0x44, 0x59, 0x4e, 0x4f] as const;
 export const PREFIX_BYTES = 16;
 /** The padding of a device's largest bandwidth probe (a padded ping): the server's --max-body admits it. */

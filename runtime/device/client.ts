@@ -36,13 +36,14 @@
 //   ping() with a short timeout is the probe; a draining server answers "unavailable" (HTTP
 //   503, WebSocket close 1001).
 //
-// Browsers: the global WebSocket (binaryType "arraybuffer") and fetch are used when there is no
-// Node; the token then travels as the subprotocol "dyno-bearer.<base64url>" because a browser
-// cannot set headers on a WebSocket. The only Node-specific piece is the dynamic import of `ws`.
+// The WebSocket comes from `options.socket`: by default the global one (browsers, Node 22+),
+// binaryType "arraybuffer", with the token as the subprotocol "dyno-bearer.<base64url>" because a
+// browser cannot set headers on a WebSocket; runtime/node/client.ts gives `ws` with a header.
+// Nothing here imports Node.
 import { DynoError } from "../common/errors.js";
 import type { Variant } from "../common/manifest.js";
 import {
-  buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, PREFIX_BYTES, ProtocolError, type ErrorKind,
+  buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, PREFIX_BYTES, ProtocolError, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind,
   type OutputTensor, type ServerTiming, type Payload,
 } from "../common/protocol.js";
 
@@ -346,8 +347,8 @@ export type SocketFactory = (url: string, token: string | undefined) => Promise<
 export const globalSocket: SocketFactory = async (url, token) => {
   const WebSocketImpl = (globalThis as unknown as { WebSocket?: new (u: string, p: string[]) => SocketLike }).WebSocket;
   if (!WebSocketImpl) throw new CloudError("connection", "no WebSocket in this environment: on Node 20 connect through runtime/node/client.ts, or use transport http");
-  const protocols = ["dyno.v1"];
-  if (token !== undefined) protocols.push(`dyno-bearer.${base64url(token)}`);
+  const protocols = [WS_PROTOCOL];
+  if (token !== undefined) protocols.push(`${WS_BEARER_PREFIX}${base64url(token)}`);
   return new WebSocketImpl(url, protocols);
 };
 
