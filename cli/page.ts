@@ -18,8 +18,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import type http from "node:http";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { Calibration } from "../compiler/bundler/calibration.js";
+import { bearerOf, tokenCheck } from "../runtime/cloud/server.js";
 import { DynoError } from "../runtime/common/errors.js";
 import { startLink, PRESETS, type Link } from "../runtime/emu/link.js";
 import type { NodeBundle } from "../runtime/node/bundle.js";
@@ -81,13 +81,8 @@ export function createPage(o: PageOptions): Page {
   }
   const m = o.bundle.manifest;
   const files = new Map([m.weights, ...m.segments.map((s) => s.graph)].map((f) => [f.file, f]));
-  const want = o.token === undefined ? null : createHash("sha256").update(o.token).digest();
-  const authorized = (req: http.IncomingMessage) => {
-    if (!want) return true;
-    const h = req.headers.authorization;
-    const given = h?.startsWith("Bearer ") ? h.slice(7) : null;
-    return given !== null && timingSafeEqual(createHash("sha256").update(given).digest(), want);
-  };
+  const check = tokenCheck(o.token);
+  const authorized = (req: http.IncomingMessage) => check(bearerOf(req));
   const dims = perSampleDims(m.model.inputs[0]!.shape);
   const size = dims.reduce((a, b) => a * b, 1);
   const count = Math.min(o.inputs.count, 64);
@@ -100,13 +95,14 @@ export function createPage(o: PageOptions): Page {
   };
   const json = (res: http.ServerResponse, status: number, body: unknown) => send(res, status, "application/json", JSON.stringify(body));
 
+  const linkList = () => links.map(({ name, link }) => ({ name, url: `http://${link.host}:${link.port}`, bandwidthMbps: link.current().bandwidthMbps, rttMs: link.current().rttMs }));
   const config = () => ({
     model: m.model.name,
     input: { name: m.model.inputs[0]!.name, dims },
     preprocess: m.preprocess,
     slowdown: o.slowdown,
     direct: serverUrl,
-    links: links.map(({ name, link }) => ({ name, url: `http://${link.host}:${link.port}`, bandwidthMbps: link.current().bandwidthMbps, rttMs: link.current().rttMs })),
+    links: linkList(),
     samples: Array.from({ length: count }, (_, i) => ({ label: o.inputs.labels?.[i] ?? null })),
     classNames: o.classNames ?? null,
     variants: m.variants.map((v) => ({ id: v.id, cut: v.cut, bits: v.codec.bits, lossless: v.codec.lossless })),
@@ -162,7 +158,7 @@ export function createPage(o: PageOptions): Page {
       serverUrl = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
       for (const name of PAGE_LINKS) links.push({ name, link: await startLink({ target: { host, port }, shape: PRESETS[name]! }) });
     },
-    links: () => config().links,
+    links: linkList,
     async close() {
       await Promise.all(links.splice(0).map(({ link }) => link.close()));
     },
