@@ -187,7 +187,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     typeof c === "string" ? connectCloud({ url: c, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000, socket: options.socket }) : c;
   let cloud: CloudClient | null = clientOf(options.cloud);
   let cloudUp = cloud !== null;
-  let probeDelay = options.probeMs ?? 250;
+  const firstProbeMs = options.probeMs ?? 250;
+  let probeDelay = firstProbeMs;
   let probeTimer: ReturnType<typeof setTimeout> | null = null;
   let closed = false;
 
@@ -221,7 +222,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
         // Back, perhaps restarted with other limits: read them before the next plan.
         if (!(await readLimits())) throw new DynoError("the cloud answered a ping but not its model metadata");
         cloudUp = true;
-        probeDelay = options.probeMs ?? 250;
+        probeDelay = firstProbeMs;
       } catch {
         probeDelay = Math.min(probeDelay * 2, options.maxProbeMs ?? 4000);
         scheduleProbe();
@@ -234,7 +235,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     scheduleProbe();
   };
   /** Connecting: the limits are read before the first plan (the first request waits for them). */
-  let connecting: Promise<void> | null = cloud ? readLimits().then((up) => void (up || markDown())) : null;
+  const connect = () => (cloud ? readLimits().then((up) => void (up || markDown())) : null);
+  let connecting: Promise<void> | null = connect();
 
   let pinging = false;
   let pings = 0;
@@ -500,8 +502,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       limits = {};
       if (probeTimer) clearTimeout(probeTimer);
       probeTimer = null;
-      probeDelay = options.probeMs ?? 250;
-      connecting = cloud ? readLimits().then((up) => void (up || markDown())) : null;
+      probeDelay = firstProbeMs;
+      connecting = connect();
       // Requests still on the old connection fail over to the device (a connection error).
       void old?.close().catch(() => {});
     },
