@@ -15,7 +15,7 @@ import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { createPage, type Page } from "../cli/page.js";
-import { loadCalibration } from "../compiler/bundler/calibration.js";
+import { loadCalibration, type Calibration } from "../compiler/bundler/calibration.js";
 import { startServer, type DynoServer } from "../runtime/cloud/server.js";
 import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { openExecutor } from "../runtime/node/executor.js";
@@ -59,14 +59,17 @@ if (!existsSync(CHROMIUM)) {
   let bundle: NodeBundle;
   let server: DynoServer;
   let page: Page;
+  /** The page's samples and the model input's per-sample dims, for the Node device's runs. */
+  let inputs: Calibration;
+  let dims: number[];
   const origins: string[] = [];
 
   s.before(async () => {
     const fx = fixtures().find((f) => f.name === "resnet")!;
     await compileTestBundle(fx.path, join(root, "bundle"), { bits: [4, 8], samples: 16, profileRuns: 1 });
     bundle = openBundle(join(root, "bundle"));
-    const dims = perSampleDims(bundle.manifest.model.inputs[0]!.shape);
-    const inputs = await loadCalibration("", { calib: "random:12", inputDims: dims });
+    dims = perSampleDims(bundle.manifest.model.inputs[0]!.shape);
+    inputs = await loadCalibration("", { calib: "random:12", inputDims: dims });
     page = createPage({ bundle, token: TOKEN, inputs, slowdown: 20, browserDir: join(ROOT, "dist/browser") });
     server = await startServer({ bundle, port: 0, token: TOKEN, routes: (req, res) => page.routes(req, res), allowOrigins: origins });
     await page.start(server.host, server.port);
@@ -122,8 +125,6 @@ if (!existsSync(CHROMIUM)) {
       // The same input and variant on the Node device: its part on onnxruntime-node, the payloads
       // to the same server's cloud part (or every segment locally for device-only).
       const exec = await openExecutor(bundle);
-      const inputs = await loadCalibration("", { calib: "random:12", inputDims: perSampleDims(bundle.manifest.model.inputs[0]!.shape) });
-      const dims = perSampleDims(bundle.manifest.model.inputs[0]!.shape);
       const outName = bundle.manifest.model.outputs[0]!.name;
       let compared = 0, identical = 0, sameTop1 = 0, maxDiff = 0, splits = 0, innerSplits = 0, innerIdentical = 0;
       for (const r of results.filter((x) => x.output !== null || x.variant === inner.id)) {

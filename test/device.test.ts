@@ -18,6 +18,7 @@ import { startLink } from "../runtime/emu/link.js";
 import { startServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures, ROOT } from "./fixtures.js";
 import { gate, until } from "./helpers/waits.js";
+import { answered } from "./helpers/cloud.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-device-"));
 let bundle: NodeBundle;
@@ -56,7 +57,7 @@ device("setCloud: the next requests go to the new cloud; one in flight on the ol
   const held = gate();
   const a = await startServer({ bundle, port: 0, beforeRun: held.beforeRun });
   const b = await startServer({ bundle, port: 0 });
-  const served = (srv: typeof a) => Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  const served = (srv: typeof a) => answered(srv, "ok");
   try {
     const cloudOnly = bundle.manifest.variants.find((v) => bundle.manifest.cuts.find((c) => c.id === v.cut)!.kind === "input")!.id;
     const d = await createDevice({ bundle, cloud: a.url, variant: cloudOnly, bandwidthProbe: false, profile: false });

@@ -33,7 +33,7 @@ import { randomFloats } from "../runtime/common/random.js";
 import { REPLY_WINDOW, STALL_MS, type DynoServer } from "../runtime/cloud/server.js";
 import { compileTestBundle, fixtures, runDyno } from "./fixtures.js";
 import { gate, until } from "./helpers/waits.js";
-import { cloudHarness, rejection } from "./helpers/cloud.js";
+import { answered, cloudHarness, rejection } from "./helpers/cloud.js";
 
 const SEED = 1414;
 const TOKEN = "hardening-token";
@@ -307,7 +307,7 @@ s("a client that never reads its replies gets at most a window of them run, howe
   const frames = Array.from({ length: n }, (_, k) => buildRequest(k + 1, MODEL, inner, quick));
   for (const f of frames.slice(0, 100)) ws.send(f);
   const window = REPLY_WINDOW * 4;
-  const seen = () => Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0) + Number(/dyno_requests_total\{transport="ws",status="overloaded"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  const seen = () => answered(srv, "ok") + answered(srv, "overloaded");
   await until("the window to fill", () => seen() >= window, 20_000);
   // Then a steady stream: refused, and once its oldest window ping is STALL_MS old, not read.
   let sent = 100;
@@ -317,7 +317,7 @@ s("a client that never reads its replies gets at most a window of them run, howe
     await new Promise((r) => setTimeout(r, 10));
   }
   await until("the server to stop reading from the silent client", () => srv.stats().ws.stalls >= 1, 20_000);
-  const ok = Number(/dyno_requests_total\{transport="ws",status="ok"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  const ok = answered(srv, "ok");
   assert.ok(ok <= window, `${ok} requests run for a client that reads none of its replies (window ${window})`);
   assert.is(srv.stats().ws.maxHeld, 4, "held: up to --max-inflight-per-client");
   assert.ok(seen() < sent - 4, `the server read every request of a client that reads nothing (${seen()} answered of ${sent} sent)`);
@@ -325,7 +325,7 @@ s("a client that never reads its replies gets at most a window of them run, howe
   assert.is((await other.infer({ variant: inner, payloads: quick })).outputs.length, 1, "another client is served meanwhile");
   // Held requests are answered at shutdown, not dropped.
   await srv.close();
-  const held = Number(/dyno_requests_total\{transport="ws",status="unavailable"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);
+  const held = answered(srv, "unavailable");
   assert.is(held, 4, "the held requests were answered `unavailable` at shutdown");
   ws.terminate();
 });
@@ -353,7 +353,7 @@ s("a client that reads its replies is never held back by the window, pipelining 
   });
   for (let k = 0; k < 4; k++) ws.send(buildRequest(++next, MODEL, inner, quick));
   await Promise.race([done, cut]);
-  const count = (status: string) => Number(new RegExp(`dyno_requests_total\\{transport="ws",status="${status}"\\} (\\d+)`).exec(srv.metrics())?.[1] ?? 0);
+  const count = (status: string) => answered(srv, status);
   assert.is(count("ok"), total, "every request of a reading client within its limit ran");
   // A burst far past the limit and the window: every request is answered (run or `overloaded`).
   let burstReplies = 0;

@@ -36,3 +36,8 @@ export async function rejection(p: Promise<unknown>): Promise<CloudError> {
   assert.unreachable("resolved; expected a CloudError");
   throw new Error("unreachable");
 }
+
+/** The server's count of `transport` requests answered with `status` (ok or an error kind), from /metrics. */
+export function answered(srv: Pick<DynoServer, "metrics">, status: string, transport: "ws" | "http" = "ws"): number {
+  return Number(new RegExp(`dyno_requests_total\\{transport="${transport}",status="${status}"\\} (\\d+)`).exec(srv.metrics())?.[1] ?? 0);
+}
