@@ -8,10 +8,11 @@ import { inspect } from "./commands/inspect.js";
 import { serve } from "./commands/serve.js";
 import { run } from "./commands/run.js";
 import { split } from "./commands/split.js";
+import { tile } from "./commands/tile.js";
 import { verify } from "./commands/verify.js";
 import { dynoVersion } from "./version.js";
 
-const COMMANDS: Command[] = [inspect, split, compileCommand, verify, exportVariant, serve, run, demo];
+const COMMANDS: Command[] = [inspect, split, tile, compileCommand, verify, exportVariant, serve, run, demo];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

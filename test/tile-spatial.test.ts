@@ -3,7 +3,10 @@
 // "lossless" means: no missing halo, no changed padding), and under onnxruntime wherever its
 // kernels sum in the same order (the PaddleOCR detector at 640x640); elsewhere the measured
 // largest difference is within float32 rounding of the sums.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { buildModel, node } from "../compiler/ir/builder.js";
@@ -15,7 +18,9 @@ import { analyzeModel } from "../compiler/pipeline.js";
 import { checkTiles, checkTilesReference, runUntiled } from "../compiler/bundler/tiles.js";
 import { randomFeeds } from "../compiler/bundler/feeds.js";
 import { randomFloats } from "../runtime/common/random.js";
-import { fixtures, ROOT } from "./fixtures.js";
+import { fixtures, MODELS, ROOT, runDyno } from "./fixtures.js";
+import { openSession } from "../runtime/node/session.js";
+import { sliceRegion, stitchRegion } from "../runtime/common/tiles.js";
 
 const GRIDS = ["1x2", "2x1", "2x2", "3x3", "1x3"];
 const test = suite("tile-spatial");
@@ -199,6 +204,49 @@ test("the PaddleOCR detector at 640x640 (paddle2onnx): tiles equal the untiled r
     const c = await checkTiles(found.run, tileRun(found.run, parseGrid(g)), feeds, outputs);
     assert.ok(c.equal, `${g}: ${c.differing} of ${c.values} differ (max ${c.maxDiff})`);
   }
+});
+
+test("dyno tile: writes tile graphs and tiles.json that, run and stitched, reproduce the part; bad input is named", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "dyno-tile-"));
+  try {
+    const r = runDyno(["tile", `${MODELS}vgg.onnx`, "--grid", "2x2", "--check", "-o", dir]);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stdout, /stops at .* \(Flatten\)/);
+    assert.match(r.stdout, /2x2\s+4\s+\+\d/);
+    const index = JSON.parse(readFileSync(join(dir, "tiles.json"), "utf8"));
+    assert.is(index.format, "dyno-tiles");
+    const grid = index.grids[0];
+    assert.is(grid.tiles.length, 4);
+    // The user's path: the untiled run is the model up to the run's end; tiles from the files.
+    const whole = await openSession(readFileSync(`${MODELS}vgg.onnx`));
+    const inputName = whole.inputNames[0]!;
+    const dims = fixtures().find((f) => f.name === "vgg")!.inputShape;
+    const x = new ort.Tensor("float32", randomFloats(dims.reduce((a, b) => a * b, 1), 2), dims);
+    const outName = index.run.end[0];
+    const outs: Float32Array[] = [];
+    let outDims: number[] = [];
+    for (const t of grid.tiles) {
+      const s = await openSession(join(dir, t.file));
+      const io = t.inputs[0];
+      const part = sliceRegion(x.data as Float32Array, dims, io.region);
+      const y = (await s.run({ [inputName]: new ort.Tensor("float32", part, [1, dims[1]!, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0]) }))[outName]!;
+      outs.push(y.data as Float32Array);
+      outDims = [1, y.dims[1]!, Math.max(outDims[2] ?? 0, t.outputs[0].region.h1), Math.max(outDims[3] ?? 0, t.outputs[0].region.w1)];
+    }
+    const stitched = new Float32Array(outDims.reduce((a, b) => a * b, 1));
+    grid.tiles.forEach((t: { outputs: { region: { h0: number; h1: number; w0: number; w1: number } }[] }, i: number) => stitchRegion(stitched, outDims, outs[i]!, t.outputs[0]!.region));
+    const after = await openSession(join(dir, "after.onnx"));
+    const logits = (await after.run({ [after.inputNames[0]!]: new ort.Tensor("float32", stitched, outDims) }))[after.outputNames[0]!]!.data as Float32Array;
+    const ref = (await whole.run({ [inputName]: x }))[whole.outputNames[0]!]!.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ref[i]! - logits[i]!));
+    assert.ok(worst < 1e-4, `tiled vgg differs from the model by ${worst}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const bad = runDyno(["tile", `${MODELS}vgg.onnx`, "--grid", "2by2"]);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /--grid: "2by2" is not ROWSxCOLS/);
 });
 
 test.run();
