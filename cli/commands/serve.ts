@@ -13,7 +13,7 @@ import { dynoVersion } from "../version.js";
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F]]",
   help: [
     `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
     `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
@@ -40,6 +40,14 @@ export const serve: Command = {
     "                                 this server, live cut/bits/times, and emulated links (wifi, 4g, 3g) to switch",
     "  --page-inputs DATA             the page's samples (default: the bundle's calibration data, else random:16)",
     "  --page-slowdown F              the page's emulated device is F times slower than the browser (default 20)",
+    "  --role cloud|edge              cloud (default): run each request's cloud part. edge: a tier between devices",
+    "                                 and the cloud (docs/d3.md): run the segments up to --forward's cut, pack with",
+    "                                 its codec, send to --cloud; a request at or past that cut is relayed as it came;",
+    "                                 when the cloud fails the edge finishes the model itself",
+    "  --cloud URL                    with --role edge: the cloud server (http://host:port; the edge speaks WebSocket to it)",
+    "  --forward VARIANT              with --role edge: the variant sent to the cloud (`dyno inspect`-style id, e.g.",
+    "                                 c12-b4-zstd: its cut ends the edge's part, its codec packs the backbone)",
+    "  --cloud-token-file F           with --role edge: the cloud's token",
   ].join("\n"),
   options: {
     host: { type: "string" },
@@ -62,6 +70,10 @@ export const serve: Command = {
     page: { type: "boolean" },
     "page-inputs": { type: "string" },
     "page-slowdown": { type: "string" },
+    role: { type: "string" },
+    cloud: { type: "string" },
+    forward: { type: "string" },
+    "cloud-token-file": { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError(`serve: expected one BUNDLE\nusage: dyno ${serve.usage}`);
@@ -75,6 +87,21 @@ export const serve: Command = {
     if (!values.page && (values["page-inputs"] !== undefined || values["page-slowdown"] !== undefined)) throw new UsageError("--page-inputs and --page-slowdown go with --page");
     const token = values["token-file"] === undefined ? undefined : readToken(values["token-file"] as string);
     const bundle = openBundle(positionals[0]!);
+    const role = (values.role as string | undefined) ?? "cloud";
+    if (role !== "cloud" && role !== "edge") throw new UsageError(`--role "${role}" is not cloud or edge`);
+    const edgeFlags = ["cloud", "forward", "cloud-token-file"].filter((f) => values[f] !== undefined);
+    if (role === "cloud" && edgeFlags.length) throw new UsageError(`--${edgeFlags[0]} goes with --role edge`);
+    let edge;
+    if (role === "edge") {
+      if (!values.cloud || !values.forward) throw new UsageError("--role edge needs --cloud URL and --forward VARIANT");
+      const url = values.cloud as string;
+      if (!/^(https?|wss?):\/\/[^/\s]+\/?$/.test(url)) throw new UsageError(`--cloud "${url}" is not a server URL (http://host:port)`);
+      const forward = values.forward as string;
+      const v = bundle.manifest.variants.find((x) => x.id === forward);
+      if (!v) throw new UsageError(`--forward "${forward}": the bundle has no such variant (its variants: ${bundle.manifest.variants.slice(0, 6).map((x) => x.id).join(", ")}, ...)`);
+      if (!v.admissible) console.error(`dyno serve: --forward ${forward} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
+      edge = { cloud: url, forward, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
+    }
     let page: Page | null = null;
     if (values.page) {
       const slowdown = Number(values["page-slowdown"] ?? 20);
@@ -108,9 +135,10 @@ export const serve: Command = {
       log: (line) => console.error(line),
       routes: page ? (req, res) => page.routes(req, res) : undefined,
       allowOrigins,
+      edge,
     });
     const m = server.manifest;
-    console.log(`dyno serve: bundle ${m.model.name} (${m.variants.length} variants) on ${server.url} (ws ${WS_PATH}, http POST ${INFER_PATH})`);
+    console.log(`dyno serve: bundle ${m.model.name} (${m.variants.length} variants) on ${server.url} (ws ${WS_PATH}, http POST ${INFER_PATH})${edge ? `, edge: forwarding ${edge.forward} to ${edge.cloud}` : ""}`);
     if (page) {
       await page.start(server.host, server.port);
       allowOrigins.push(server.url); // the page calls the links' ports: other origins

@@ -9,7 +9,9 @@ import type ort from "onnxruntime-node";
 import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Executor, PayloadError } from "../exec/executor.js";
 import type { OutputTensor } from "../common/protocol.js";
-import type { FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
+import type { EdgeConfig, EdgeRun, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
+import { connectCloud, type CloudClient } from "../node/client.js";
+import type { Payload } from "../common/protocol.js";
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -21,7 +23,8 @@ try {
   bundle = openBundle(init.dir, { checksums: false });
   const executor = await openExecutor(bundle, { threads: init.threads });
   const outputNames = executor.manifest.model.outputs.map((o) => o.name);
-  port.on("message", (m: ToWorker) => void run(executor, outputNames, m));
+  const edge = init.edge ? edgeRunner(executor, init.edge) : null;
+  port.on("message", (m: ToWorker) => void (edge ? runEdge(edge, outputNames, m) : run(executor, outputNames, m)));
   send({ type: "ready" });
 } catch (e) {
   // The pool terminates this worker when it reads the failure. A segment graph that does not load
@@ -51,4 +54,89 @@ function toOutput(name: string, t: ort.Tensor | undefined): OutputTensor {
   if (!t) throw new Error(`the cloud segments did not produce model output "${name}"`);
   const data = t.data instanceof Float32Array ? t.data.slice() : Float32Array.from(t.data as ArrayLike<number | bigint>, Number);
   return { name, dims: [...t.dims], data };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The edge role: a cloud to the device, a device to the cloud. A request at cut c1 is decoded,
+// the segments up to the forward variant's cut c2 run here, the cut tensors are packed with the
+// forward variant's codec and sent on; a request already at or past c2 is relayed as it came.
+// When the cloud fails (down, timed out, refused), the edge finishes the model itself: no request
+// is lost, and the answer is the one the cloud would have given up to the backbone's codec.
+
+interface EdgeRunner {
+  executor: Executor;
+  config: EdgeConfig;
+  client: () => CloudClient;
+  drop: () => void;
+}
+
+function edgeRunner(executor: Executor, config: EdgeConfig): EdgeRunner {
+  let client: CloudClient | null = null;
+  return {
+    executor,
+    config,
+    client: () => (client ??= connectCloud({ url: config.cloud, model: executor.manifest.model.sha256, token: config.token, timeoutMs: config.timeoutMs ?? 10_000 })),
+    drop: () => {
+      void client?.close().catch(() => {});
+      client = null;
+    },
+  };
+}
+
+async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promise<void> {
+  try {
+    const { executor } = e;
+    const all = new Uint8Array(m.buffer);
+    const payloads: Payload[] = m.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
+    const v = executor.bundle.variant(m.variant);
+    const c1 = executor.cutOf(v);
+    if (c1.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the edge has nothing to run`);
+    const fv = executor.bundle.variant(e.config.forward);
+    const c2 = executor.cutOf(fv);
+    let decodeMs = 0;
+    let segmentMs = 0;
+    let pool: Record<string, ort.Tensor> | null = null;
+    let sendVariant = v;
+    let sendPayloads = payloads;
+    if (c1.deviceSegments < c2.deviceSegments) {
+      const t0 = performance.now();
+      pool = executor.decode(v, payloads) as Record<string, ort.Tensor>;
+      decodeMs = performance.now() - t0;
+      segmentMs += (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0);
+      if (c2.kind !== "output") {
+        sendVariant = fv;
+        sendPayloads = executor.encodeCut(fv, pool);
+      }
+    }
+    const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false, cloudMs: 0 };
+    let outputs;
+    if (pool && c2.kind === "output") {
+      outputs = outputNames.map((name) => toOutput(name, pool![name]));
+    } else {
+      const t0 = performance.now();
+      try {
+        const reply = await e.client().infer({ variant: sendVariant, payloads: sendPayloads });
+        edge.forwarded = sendVariant.id;
+        edge.backboneBytes = reply.bytesSent;
+        outputs = outputNames.map((name) => {
+          const o = reply.outputs.find((x) => x.name === name);
+          if (!o) throw new Error(`the cloud's reply has no output "${name}"`);
+          return { name, dims: o.dims, data: o.data.slice() };
+        });
+      } catch (err) {
+        // The cloud failed: finish here, from what would have been sent.
+        e.drop();
+        edge.fallback = true;
+        const at = executor.cutOf(sendVariant);
+        const rest = executor.decode(sendVariant, sendPayloads);
+        segmentMs += (await executor.runSegments(at.deviceSegments, executor.manifest.segments.length, rest)).reduce((a, b) => a + b, 0);
+        outputs = outputNames.map((name) => toOutput(name, rest[name] as ort.Tensor | undefined));
+        void err;
+      }
+      edge.cloudMs = performance.now() - t0;
+    }
+    send({ type: "done", id: m.id, outputs, decodeMs, segmentMs, edge }, outputs.map((o) => o.data.buffer as ArrayBuffer));
+  } catch (err) {
+    send({ type: "run-failed", id: m.id, payload: err instanceof PayloadError, message: (err as Error)?.message ?? String(err) });
+  }
 }

@@ -53,7 +53,7 @@ import {
   parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind, type OutputTensor, type Status,
   type ServerTiming,
 } from "../common/protocol.js";
-import { WorkerPayloadError, WorkerPool, type PoolStats } from "./worker-pool.js";
+import { WorkerPayloadError, WorkerPool, type EdgeConfig, type PoolStats } from "./worker-pool.js";
 import { refuseHttp, refuseWebSocket } from "./ws-refuse.js";
 
 export const WS_PATH = "/v1/ws";
@@ -165,6 +165,8 @@ export interface ServeOptions {
   routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
   /** Awaited when a request has its worker, before it runs; tests use it to hold requests in flight. */
   beforeRun?: (variant: string) => Promise<void> | void;
+  /** Serve as an edge tier: run to the forward variant's cut, then forward to this cloud (docs/d3.md). */
+  edge?: EdgeConfig;
 }
 
 /** Server state for tests and operators (also in /metrics). */
@@ -274,6 +276,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     threads: o.threads,
     beforeRun: options.beforeRun,
     log: (line) => log("worker failures", "-", line),
+    edge: options.edge,
   });
   const authorized = tokenCheck(options.token);
 
@@ -289,6 +292,9 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     connections: registry.gauge("dyno_connections", "Open TCP connections."),
     refused: registry.counter("dyno_refused_connections_total", "Connections refused, by reason (max-connections, unauthorized)."),
     terminated: registry.counter("dyno_ws_terminated_total", "WebSocket connections cut by the server, by reason (heartbeat)."),
+    edgeForwarded: registry.counter("dyno_edge_forwarded_total", "Edge role: requests forwarded to the cloud, by the variant sent."),
+    edgeFallbacks: registry.counter("dyno_edge_fallbacks_total", "Edge role: requests the edge finished itself because the cloud failed."),
+    backboneBytes: registry.counter("dyno_edge_backbone_bytes_total", "Edge role: bytes sent to the cloud (the backbone)."),
     paused: registry.gauge("dyno_ws_paused", "WebSocket connections not read from while their peer does not read its replies."),
   };
 
@@ -325,6 +331,12 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       job.result.then((r) => {
         if (answered) return;
         const queueMs = (job.startedAt ?? arrived) - arrived;
+        if (r.edge?.forwarded) m.edgeForwarded.add({ variant: r.edge.forwarded });
+        if (r.edge?.fallback) {
+          m.edgeFallbacks.add({});
+          log("edge fallbacks", "-", `dyno serve: the cloud failed; the edge finished a request of ${valid.variant.id} itself`);
+        }
+        if (r.edge) m.backboneBytes.add({}, r.edge.backboneBytes);
         resolve({ outputs: r.outputs, timing: { queueMs, decodeMs: r.decodeMs, segmentMs: r.segmentMs, cloudMs: r.decodeMs + r.segmentMs } });
       }, (e: unknown) => {
         if (!answered) reject(e);
@@ -456,7 +468,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
       return void res.end(registry.render());
     }
-    if (path === "/v2") return json(res, 200, { name: "dyno", version: o.version ?? manifest.dyno, extensions: [`dyno-binary-v${PROTOCOL_VERSION}`] });
+    if (path === "/v2") return json(res, 200, { name: "dyno", version: o.version ?? manifest.dyno, extensions: [`dyno-binary-v${PROTOCOL_VERSION}`], ...(options.edge ? { role: "edge", forward: options.edge.forward } : {}) });
     const mm = path.match(/^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready)?$/);
     let name: string | null = null;
     try {

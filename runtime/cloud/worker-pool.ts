@@ -33,6 +33,30 @@ import type { OutputTensor, Payload } from "../common/protocol.js";
 export interface WorkerInit {
   dir: string;
   threads: number;
+  /** The edge role (`dyno serve --role edge`): run to the forward cut, then forward to the cloud. */
+  edge?: EdgeConfig;
+}
+
+/** An edge tier between devices and the cloud (docs/d3.md). */
+export interface EdgeConfig {
+  /** The cloud server: http(s)://host:port (spoken to over WebSocket) or ws(s)://host:port. */
+  cloud: string;
+  token?: string;
+  /** The variant the edge sends to the cloud: its cut is the edge's end, its codec the backbone's. */
+  forward: string;
+  /** Per request to the cloud; past it the edge finishes the request itself. */
+  timeoutMs?: number;
+}
+
+/** What the edge did with one request. */
+export interface EdgeRun {
+  /** The variant sent to the cloud ("" when the edge finished the request itself). */
+  forwarded: string;
+  /** Bytes sent to the cloud (edge -> cloud, the backbone). */
+  backboneBytes: number;
+  /** The cloud failed (down, timed out, refused) and the edge ran the rest of the model. */
+  fallback: boolean;
+  cloudMs: number;
 }
 
 /** Main thread -> worker: one run. */
@@ -47,13 +71,14 @@ export interface ToWorker {
 export type FromWorker =
   | { type: "ready" }
   | { type: "open-failed"; name: string; message: string }
-  | { type: "done"; id: number; outputs: OutputTensor[]; decodeMs: number; segmentMs: number }
+  | { type: "done"; id: number; outputs: OutputTensor[]; decodeMs: number; segmentMs: number; edge?: EdgeRun }
   | { type: "run-failed"; id: number; payload: boolean; message: string };
 
 export interface CloudRun {
   outputs: OutputTensor[];
   decodeMs: number;
   segmentMs: number;
+  edge?: EdgeRun;
 }
 
 /** A run the worker refused for its payload (a codec or shape problem): the request's fault. */
@@ -69,6 +94,7 @@ export interface PoolOptions {
   beforeRun?: (variant: string) => Promise<void> | void;
   /** A worker died and was replaced, or could not be. */
   log?: (line: string) => void;
+  edge?: EdgeConfig;
 }
 
 export interface PoolStats {
@@ -157,7 +183,7 @@ export class WorkerPool {
 
   static async open(bundle: NodeBundle, options: PoolOptions): Promise<WorkerPool> {
     if (!Number.isInteger(options.workers) || options.workers < 1) throw new DynoError(`worker pool: workers must be a positive integer, got ${options.workers}`);
-    const init: WorkerInit = { dir: bundle.dir, threads: options.threads };
+    const init: WorkerInit = { dir: bundle.dir, threads: options.threads, edge: options.edge };
     const started = await Promise.allSettled(Array.from({ length: options.workers }, () => start(init)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) {
@@ -246,7 +272,7 @@ export class WorkerPool {
     worker.on("message", (m: FromWorker) => {
       const job = slot.job;
       if (!job || !("id" in m) || m.id !== job.id) return;
-      if (m.type === "done") this.finish(slot, job, () => job.resolve({ outputs: m.outputs, decodeMs: m.decodeMs, segmentMs: m.segmentMs }));
+      if (m.type === "done") this.finish(slot, job, () => job.resolve({ outputs: m.outputs, decodeMs: m.decodeMs, segmentMs: m.segmentMs, edge: m.edge }));
       else if (m.type === "run-failed") this.finish(slot, job, () => job.reject(m.payload ? new WorkerPayloadError(m.message) : new Error(m.message)));
     });
     const died = (why: string) => {

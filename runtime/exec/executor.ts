@@ -86,12 +86,7 @@ export class Executor {
       return { kind: "local", variant: v, outputs, segmentMs };
     }
     const t0 = performance.now();
-    const opts = encodeOptions(v.codec);
-    const payloads = cut.tensors.map((t) => {
-      const x = pool[t.name];
-      if (!x) throw new DynoError(`segment chain did not produce cut tensor "${t.name}"`);
-      return { tensor: t.name, bytes: encode(x.data as Float32Array, x.dims as number[], opts) };
-    });
+    const payloads = this.encodeCut(v, pool);
     return { kind: "split", variant: v, payloads, segmentMs, encodeMs: performance.now() - t0 };
   }
 
@@ -104,6 +99,16 @@ export class Executor {
     const cut = this.cutOf(v);
     if (cut.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the cloud has nothing to run`);
     const t0 = performance.now();
+    const pool = this.decode(v, payloads);
+    const decodeMs = performance.now() - t0;
+    const segmentMs = await this.runSegments(cut.deviceSegments, this.manifest.segments.length, pool);
+    const outputs = Object.fromEntries(this.manifest.model.outputs.map((o) => [o.name, pool[o.name]!]));
+    return { outputs, segmentMs, decodeMs };
+  }
+
+  /** Unpacks a variant's payloads into its cut tensors, each checked against the declared shape. */
+  decode(v: Variant, payloads: readonly Payload[]): Record<string, Tensor> {
+    const cut = this.cutOf(v);
     const pool: Record<string, Tensor> = {};
     if (payloads.length !== cut.tensors.length) throw new PayloadError(`variant "${v.id}" expects ${cut.tensors.length} payload(s) (${cut.tensors.map((t) => t.name).join(", ")}), got ${payloads.length}`);
     for (const spec of cut.tensors) {
@@ -120,10 +125,17 @@ export class Executor {
       if (!ok) throw new PayloadError(`payload for "${spec.name}" has shape [${decoded.shape.join(",")}], the cut tensor is [${want.join(",")}]`);
       pool[spec.name] = this.backend.tensor(decoded.data, decoded.shape);
     }
-    const decodeMs = performance.now() - t0;
-    const segmentMs = await this.runSegments(cut.deviceSegments, this.manifest.segments.length, pool);
-    const outputs = Object.fromEntries(this.manifest.model.outputs.map((o) => [o.name, pool[o.name]!]));
-    return { outputs, segmentMs, decodeMs };
+    return pool;
+  }
+
+  /** Packs a variant's cut tensors from `pool` (what device() sends). */
+  encodeCut(v: Variant, pool: Record<string, Tensor>): Payload[] {
+    const opts = encodeOptions(v.codec);
+    return this.cutOf(v).tensors.map((t) => {
+      const x = pool[t.name];
+      if (!x) throw new DynoError(`segment chain did not produce cut tensor "${t.name}"`);
+      return { tensor: t.name, bytes: encode(x.data as Float32Array, x.dims as number[], opts) };
+    });
   }
 
   /** Runs segments [from, to) in order over `pool`; returns each one's milliseconds. */

@@ -1,0 +1,124 @@
+// The edge tier (`dyno serve --role edge`, docs/d3.md): a device sends its cut to the edge, the
+// edge runs on to the forward variant's cut, packs with its codec and forwards to the cloud.
+// Every answer equals the same chain run here; killing the cloud mid-stream makes the edge finish
+// the model itself, killing the edge makes the device finish: nothing lost, nothing wrong.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { perSampleDims, type Variant } from "../runtime/common/manifest.js";
+import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
+import { openExecutor } from "../runtime/node/executor.js";
+import type { Executor } from "../runtime/exec/executor.js";
+import { createDevice, type Inference } from "../runtime/node/device.js";
+import { startServer, type DynoServer } from "../runtime/cloud/server.js";
+import type { Calibration } from "../compiler/bundler/calibration.js";
+import { compileTestBundle, fixtures } from "./fixtures.js";
+import { answered } from "./helpers/cloud.js";
+import { until } from "./helpers/waits.js";
+
+const dir = mkdtempSync(join(tmpdir(), "dyno-edge-"));
+let bundle: NodeBundle;
+let cal: Calibration;
+let local: Executor;
+let first: Variant; // what the device sends (an early cut)
+let forward: Variant; // what the edge sends (a later cut)
+const out = () => bundle.manifest.model.outputs[0]!.name;
+
+/** The device -> edge -> cloud chain run here, in one process: the reference for exactness. */
+async function chain(x: Float32Array): Promise<number[]> {
+  const t = new ort.Tensor("float32", x, perSampleDims(bundle.manifest.model.inputs[0]!.shape));
+  const d = await local.device(first.id, t);
+  if (d.kind !== "split") throw new Error("expected a split variant");
+  const pool = local.decode(first, d.payloads);
+  await local.runSegments(local.cutOf(first).deviceSegments, local.cutOf(forward).deviceSegments, pool);
+  const r = await local.cloud(forward.id, local.encodeCut(forward, pool));
+  return Array.from(r.outputs[out()]!.data as Float32Array);
+}
+
+const metric = (srv: DynoServer, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, "m").exec(srv.metrics())?.[1] ?? 0);
+
+const edge = suite("edge tier");
+
+edge.before(async () => {
+  ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle"), { bits: [4, 8] }));
+  bundle = openBundle(join(dir, "bundle"));
+  local = await openExecutor(bundle);
+  const m = bundle.manifest;
+  const inner = m.cuts.filter((c) => c.kind === "inner");
+  assert.ok(inner.length >= 2, "the fixture bundle has two inner cuts");
+  first = m.variants.find((v) => v.cut === inner[0]!.id && v.codec.bits === 8)!;
+  forward = m.variants.find((v) => v.cut === inner[inner.length - 1]!.id && v.codec.bits === 4)!;
+});
+
+edge.after(async () => {
+  await local.release();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+edge("device -> edge -> cloud: the edge runs to the forward cut and forwards; answers equal the chain run here; a cloud killed mid-stream leaves the edge to finish", async () => {
+  const cloud = await startServer({ bundle, port: 0, workers: 1, threads: 1 });
+  const mid = await startServer({ bundle, port: 0, workers: 1, threads: 1, edge: { cloud: cloud.url, forward: forward.id, timeoutMs: 2000 } });
+  const device = await createDevice({ bundle, cloud: mid.url, variant: first.id, bandwidthProbe: false, profile: false });
+  try {
+    const results: Promise<Inference>[] = [];
+    for (let i = 0; i < 12; i++) {
+      results.push(device.infer(cal.batch(i % cal.count, 1)));
+      if (i === 5) {
+        await until("the cloud to have answered some", () => answered(cloud, "ok") >= 3);
+        await cloud.close();
+      }
+    }
+    const done = await Promise.all(results);
+    for (const [i, r] of done.entries()) {
+      assert.is(r.kind, "split", `#${i} went through the edge`);
+      assert.not.ok(r.fellBack, `#${i} did not fall back on the device`);
+      assert.equal(Array.from(r.outputs[out()]!.data), await chain(cal.batch(i % cal.count, 1)), `#${i}: the edge's answer equals the chain run here`);
+    }
+    const forwarded = metric(mid, "dyno_edge_forwarded_total");
+    const fallbacks = metric(mid, "dyno_edge_fallbacks_total");
+    assert.ok(forwarded >= 3, `forwarded ${forwarded}`);
+    assert.ok(fallbacks >= 1, `the edge finished ${fallbacks} itself after the cloud went`);
+    assert.is(forwarded + fallbacks, 12, "every request was forwarded or finished on the edge");
+    assert.ok(metric(mid, "dyno_edge_backbone_bytes_total") > 0);
+    assert.match(JSON.stringify(await (await fetch(`${mid.url}/v2`)).json()), /"role":"edge"/);
+  } finally {
+    await device.close();
+    await mid.close();
+    await cloud.close().catch(() => {});
+  }
+});
+
+edge("an edge killed mid-stream: the device finishes what the edge did not answer; nothing lost", async () => {
+  const cloud = await startServer({ bundle, port: 0, workers: 1, threads: 1 });
+  const mid = await startServer({ bundle, port: 0, workers: 1, threads: 1, edge: { cloud: cloud.url, forward: forward.id } });
+  const device = await createDevice({ bundle, cloud: mid.url, variant: first.id, bandwidthProbe: false, profile: false, timeoutMs: 2000 });
+  try {
+    const done: Inference[] = [];
+    for (let i = 0; i < 10; i++) {
+      if (i === 4) await mid.close();
+      done.push(await device.infer(cal.batch(i, 1)));
+    }
+    assert.is(done.length, 10);
+    for (const [i, r] of done.entries()) {
+      const got = Array.from(r.outputs[out()]!.data);
+      if (i < 4) assert.equal(got, await chain(cal.batch(i, 1)), `#${i} via the edge`);
+      else {
+        assert.ok(r.fellBack, `#${i} ended on the device (${r.kind}, ${r.fallback ?? "no fallback"})`);
+        // The device finishes the variant's cloud part from its own payloads: the cloud's answer.
+        const t = new ort.Tensor("float32", cal.batch(i, 1), perSampleDims(bundle.manifest.model.inputs[0]!.shape));
+        const d = await local.device(first.id, t);
+        if (d.kind !== "split") throw new Error("expected a split variant");
+        assert.equal(got, Array.from((await local.cloud(first.id, d.payloads)).outputs[out()]!.data as Float32Array), `#${i} equals the variant finished here`);
+      }
+    }
+  } finally {
+    await device.close();
+    await mid.close().catch(() => {});
+    await cloud.close();
+  }
+});
+
+edge.run();
