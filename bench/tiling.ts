@@ -17,10 +17,9 @@ import ort from "onnxruntime-node";
 import { analyzeModel } from "../compiler/pipeline.js";
 import { partitionChain } from "../compiler/passes/partition.js";
 import { findTileableRun, gridName, haloOverhead, parseGrid, tileRun, type TileableRun } from "../compiler/passes/tile-spatial.js";
-import { checkTiles, checkTilesReference, runUntiled, type TileCheck } from "../compiler/bundler/tiles.js";
+import { checkTiles, checkTilesReference, runUntiled, tileFeeds, type TileCheck } from "../compiler/bundler/tiles.js";
 import { serializeModel } from "../compiler/onnx/export.js";
 import { openSession } from "../runtime/node/session.js";
-import { sliceRegion } from "../runtime/common/tiles.js";
 import { humanCount, table } from "../cli/format.js";
 import { cpus } from "node:os";
 
@@ -107,18 +106,12 @@ for (const job of jobs) {
       continue;
     }
     const o = haloOverhead(tiled);
-    const c = await checkTiles(run.run, tiled, feeds, outputs);
+    const c = await checkTiles(tiled, feeds, outputs);
     const ref = run.macs * (1 + o.macs) <= refMax ? checkTilesReference(run.run, tiled, feeds) : undefined;
     let slowest = 0;
     for (const t of tiled.tiles) {
       const s = await openSession(serializeModel(t.model));
-      const tf: Record<string, ort.Tensor> = {};
-      for (const io of t.inputs) {
-        const full = feeds[io.name]!;
-        const dims = full.dims as number[];
-        tf[io.name] = new ort.Tensor("float32", sliceRegion(full.data as Float32Array, dims, io.region), [dims[0]!, dims[1]!, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0]);
-      }
-      slowest = Math.max(slowest, await medianMs(s, tf));
+      slowest = Math.max(slowest, await medianMs(s, tileFeeds(t, feeds)));
       await s.release();
     }
     rows.push([label, gridName(grid), `+${(o.macs * 100).toFixed(1)}%`, `+${(o.inputBytes * 100).toFixed(1)}%`, check(c), ref ? check(ref) : "(too large)", `${untiledMs.toFixed(2)} / ${slowest.toFixed(2)}`, `${(untiledMs / slowest).toFixed(2)}x`]);

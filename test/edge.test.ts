@@ -13,10 +13,10 @@ import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import type { Executor } from "../runtime/exec/executor.js";
 import { createDevice, type Inference } from "../runtime/node/device.js";
-import { startServer, type DynoServer } from "../runtime/cloud/server.js";
+import { startServer } from "../runtime/cloud/server.js";
 import type { Calibration } from "../compiler/bundler/calibration.js";
 import { compileTestBundle, fixtures } from "./fixtures.js";
-import { answered } from "./helpers/cloud.js";
+import { answered, metricValue } from "./helpers/cloud.js";
 import { until } from "./helpers/waits.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-edge-"));
@@ -37,8 +37,6 @@ async function chain(x: Float32Array): Promise<number[]> {
   const r = await local.cloud(forward.id, local.encodeCut(forward, pool));
   return Array.from(r.outputs[out()]!.data as Float32Array);
 }
-
-const metric = (srv: DynoServer, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, "m").exec(srv.metrics())?.[1] ?? 0);
 
 const edge = suite("edge tier");
 
@@ -77,12 +75,12 @@ edge("device -> edge -> cloud: the edge runs to the forward cut and forwards; an
       assert.not.ok(r.fellBack, `#${i} did not fall back on the device`);
       assert.equal(Array.from(r.outputs[out()]!.data), await chain(cal.batch(i % cal.count, 1)), `#${i}: the edge's answer equals the chain run here`);
     }
-    const forwarded = metric(mid, "dyno_edge_forwarded_total");
-    const fallbacks = metric(mid, "dyno_edge_fallbacks_total");
+    const forwarded = metricValue(mid, "dyno_edge_forwarded_total");
+    const fallbacks = metricValue(mid, "dyno_edge_fallbacks_total");
     assert.ok(forwarded >= 3, `forwarded ${forwarded}`);
     assert.ok(fallbacks >= 1, `the edge finished ${fallbacks} itself after the cloud went`);
     assert.is(forwarded + fallbacks, 12, "every request was forwarded or finished on the edge");
-    assert.ok(metric(mid, "dyno_edge_backbone_bytes_total") > 0);
+    assert.ok(metricValue(mid, "dyno_edge_backbone_bytes_total") > 0);
     assert.match(JSON.stringify(await (await fetch(`${mid.url}/v2`)).json()), /"role":"edge"/);
   } finally {
     await device.close();

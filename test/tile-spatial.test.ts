@@ -119,7 +119,7 @@ test("Resize by integer factors: nearest and linear, the FPN neck of detectors",
     // Resize is computed per output pixel (no blocked sums), so onnxruntime is exact here.
     const { feeds, outputs } = await runUntiled(m, undefined, 4);
     for (const g of ["1x2", "2x2", "3x3"]) {
-      const c = await checkTiles(m, tileRun(m, parseGrid(g)), feeds, outputs);
+      const c = await checkTiles(tileRun(m, parseGrid(g)), feeds, outputs);
       assert.ok(c.equal, `${mode}/${ctm} ${g}: ${c.differing} of ${c.values} differ (max ${c.maxDiff})`);
     }
   }
@@ -183,7 +183,7 @@ test("fixtures: the longest run of each tiles losslessly at every grid; onnxrunt
       assert.ok(ref.equal, `${f.name} ${g}: ${ref.differing} values differ under the reference evaluator`);
       const o = haloOverhead(tiled);
       assert.ok(o.macs >= 0 && o.inputBytes > 0, `${f.name} ${g}: halo overhead is reported`);
-      const ort = await checkTiles(run, tiled, feeds, outputs);
+      const ort = await checkTiles(tiled, feeds, outputs);
       assert.ok(ort.maxDiff <= 1e-5 * Math.max(1, scale), `${f.name} ${g}: onnxruntime differs by ${ort.maxDiff} (outputs up to ${scale})`);
     }
   }
@@ -201,7 +201,7 @@ test("the PaddleOCR detector at 640x640 (paddle2onnx): tiles equal the untiled r
   assert.equal(found.stops[0]?.op, "GlobalAveragePool", "the first squeeze-and-excite block stops it");
   const { feeds, outputs } = await runUntiled(found.run, undefined, 9);
   for (const g of ["1x2", "2x2", "3x3"]) {
-    const c = await checkTiles(found.run, tileRun(found.run, parseGrid(g)), feeds, outputs);
+    const c = await checkTiles(tileRun(found.run, parseGrid(g)), feeds, outputs);
     assert.ok(c.equal, `${g}: ${c.differing} of ${c.values} differ (max ${c.maxDiff})`);
   }
 });

@@ -99,7 +99,7 @@ export const tile: Command = {
         // With one worker per tile, the slowest tile bounds the run: the best speed-up over untiled.
         largestTileShare: tiled.macs ? largest / tiled.macs : 0,
       };
-      if (reference) entry.onnxruntime = await checkTiles(run.run, tiled, reference.feeds, reference.outputs);
+      if (reference) entry.onnxruntime = await checkTiles(tiled, reference.feeds, reference.outputs);
       if (reference && values.reference) entry.reference = checkTilesReference(run.run, tiled, reference.feeds);
       report.grids.push(entry);
     }

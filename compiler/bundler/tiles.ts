@@ -3,7 +3,7 @@
 import ort from "onnxruntime-node";
 import { serializeModel } from "../onnx/export.js";
 import type { Model } from "../ir/graph.js";
-import type { TiledRun } from "../passes/tile-spatial.js";
+import type { Tile, TiledRun } from "../passes/tile-spatial.js";
 import { openSession } from "../../runtime/node/session.js";
 import { sliceRegion, stitchRegion } from "../../runtime/common/tiles.js";
 import { randomFeeds, maxAbsDiff, type Feeds } from "./feeds.js";
@@ -30,20 +30,25 @@ export async function runUntiled(run: Model, feeds?: Feeds, seed = 1): Promise<{
   }
 }
 
+/** A tile's inputs: its regions of the untiled run's `feeds`. */
+export function tileFeeds(tile: Tile, feeds: Feeds): Feeds {
+  const tf: Feeds = {};
+  for (const io of tile.inputs) {
+    const full = feeds[io.name]!;
+    const dims = full.dims as number[];
+    tf[io.name] = new ort.Tensor("float32", sliceRegion(full.data as Float32Array, dims, io.region), [dims[0]!, dims[1]!, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0]);
+  }
+  return tf;
+}
+
 /** Runs every tile on its slices of `feeds`, stitches the outputs, compares with `expected`. */
-export async function checkTiles(run: Model, tiled: TiledRun, feeds: Feeds, expected: Feeds): Promise<TileCheck> {
+export async function checkTiles(tiled: TiledRun, feeds: Feeds, expected: Feeds): Promise<TileCheck> {
   const outputs: Record<string, Float32Array> = {};
   for (const [name, t] of Object.entries(expected)) outputs[name] = new Float32Array(t.data.length).fill(Number.NaN);
   for (const tile of tiled.tiles) {
     const session = await openSession(serializeModel(tile.model));
     try {
-      const tf: Feeds = {};
-      for (const io of tile.inputs) {
-        const full = feeds[io.name]!;
-        const dims = full.dims as number[];
-        tf[io.name] = new ort.Tensor("float32", sliceRegion(full.data as Float32Array, dims, io.region), [dims[0]!, dims[1]!, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0]);
-      }
-      const out = await session.run(tf);
+      const out = await session.run(tileFeeds(tile, feeds));
       for (const io of tile.outputs) stitchRegion(outputs[io.name]!, expected[io.name]!.dims as number[], out[io.name]!.data as Float32Array, io.region);
     } finally {
       await session.release();
@@ -59,7 +64,6 @@ export async function checkTiles(run: Model, tiled: TiledRun, feeds: Feeds, expe
     values += a.length;
     maxDiff = Math.max(maxDiff, maxAbsDiff(t, new ort.Tensor("float32", outputs[name]!, t.dims)));
   }
-  void run;
   return { equal: differing === 0, maxDiff, differing, values };
 }
 

@@ -106,7 +106,6 @@ interface Mapping {
 type Rule = (node: Node, out: Region, ctx: RuleContext) => Mapping;
 
 interface RuleContext {
-  graph: Graph;
   hw(v: Value): [number, number];
   isSpatial(v: Value | null): boolean;
   constInts(v: Value | null | undefined): number[] | undefined;
@@ -393,7 +392,6 @@ function contextFor(model: Model): RuleContext & { opset: number } {
     return undefined;
   };
   return {
-    graph: g,
     opset: model.opset("") ?? 17,
     hw,
     isSpatial,

@@ -8,10 +8,10 @@ import { parentPort, workerData } from "node:worker_threads";
 import type ort from "onnxruntime-node";
 import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Executor, PayloadError } from "../exec/executor.js";
-import type { OutputTensor } from "../common/protocol.js";
+import type { OutputTensor, Payload } from "../common/protocol.js";
+import type { Variant } from "../common/manifest.js";
 import type { EdgeConfig, EdgeRun, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
 import { connectCloud, type CloudClient } from "../node/client.js";
-import type { Payload } from "../common/protocol.js";
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -37,11 +37,15 @@ try {
   send({ type: "open-failed", name: (e as Error)?.name ?? "Error", message });
 }
 
+/** The request's payloads: views into the one buffer the pool transferred. */
+function payloadsOf(m: ToWorker): Payload[] {
+  const all = new Uint8Array(m.buffer);
+  return m.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
+}
+
 async function run(executor: Executor, outputNames: string[], m: ToWorker): Promise<void> {
   try {
-    const all = new Uint8Array(m.buffer);
-    const payloads = m.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
-    const r = await executor.cloud(m.variant, payloads);
+    const r = await executor.cloud(m.variant, payloadsOf(m));
     const outputs = outputNames.map((name) => toOutput(name, r.outputs[name]));
     send({ type: "done", id: m.id, outputs, decodeMs: r.decodeMs, segmentMs: r.segmentMs.reduce((a, b) => a + b, 0) }, outputs.map((o) => o.data.buffer as ArrayBuffer));
   } catch (e) {
@@ -65,7 +69,8 @@ function toOutput(name: string, t: ort.Tensor | undefined): OutputTensor {
 
 interface EdgeRunner {
   executor: Executor;
-  config: EdgeConfig;
+  /** The variant sent to the cloud (config.forward). */
+  forward: Variant;
   client: () => CloudClient;
   drop: () => void;
 }
@@ -74,7 +79,7 @@ function edgeRunner(executor: Executor, config: EdgeConfig): EdgeRunner {
   let client: CloudClient | null = null;
   return {
     executor,
-    config,
+    forward: executor.bundle.variant(config.forward),
     client: () => (client ??= connectCloud({ url: config.cloud, model: executor.manifest.model.sha256, token: config.token, timeoutMs: config.timeoutMs ?? 10_000 })),
     drop: () => {
       void client?.close().catch(() => {});
@@ -85,13 +90,11 @@ function edgeRunner(executor: Executor, config: EdgeConfig): EdgeRunner {
 
 async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promise<void> {
   try {
-    const { executor } = e;
-    const all = new Uint8Array(m.buffer);
-    const payloads: Payload[] = m.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
+    const { executor, forward: fv } = e;
+    const payloads = payloadsOf(m);
     const v = executor.bundle.variant(m.variant);
     const c1 = executor.cutOf(v);
     if (c1.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the edge has nothing to run`);
-    const fv = executor.bundle.variant(e.config.forward);
     const c2 = executor.cutOf(fv);
     let decodeMs = 0;
     let segmentMs = 0;
@@ -108,12 +111,11 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
         sendPayloads = executor.encodeCut(fv, pool);
       }
     }
-    const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false, cloudMs: 0 };
+    const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false };
     let outputs;
     if (pool && c2.kind === "output") {
       outputs = outputNames.map((name) => toOutput(name, pool![name]));
     } else {
-      const t0 = performance.now();
       try {
         const reply = await e.client().infer({ variant: sendVariant, payloads: sendPayloads });
         edge.forwarded = sendVariant.id;
@@ -123,17 +125,16 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
           if (!o) throw new Error(`the cloud's reply has no output "${name}"`);
           return { name, dims: o.dims, data: o.data.slice() };
         });
-      } catch (err) {
-        // The cloud failed: finish here, from what would have been sent.
+      } catch {
+        // The cloud failed: finish here, from what would have been sent (decoded, so the answer is
+        // the cloud's, not the edge's unquantised one).
         e.drop();
         edge.fallback = true;
         const at = executor.cutOf(sendVariant);
         const rest = executor.decode(sendVariant, sendPayloads);
         segmentMs += (await executor.runSegments(at.deviceSegments, executor.manifest.segments.length, rest)).reduce((a, b) => a + b, 0);
         outputs = outputNames.map((name) => toOutput(name, rest[name] as ort.Tensor | undefined));
-        void err;
       }
-      edge.cloudMs = performance.now() - t0;
     }
     send({ type: "done", id: m.id, outputs, decodeMs, segmentMs, edge }, outputs.map((o) => o.data.buffer as ArrayBuffer));
   } catch (err) {

@@ -56,7 +56,6 @@ export interface EdgeRun {
   backboneBytes: number;
   /** The cloud failed (down, timed out, refused) and the edge ran the rest of the model. */
   fallback: boolean;
-  cloudMs: number;
 }
 
 /** Main thread -> worker: one run. */

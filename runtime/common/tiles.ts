@@ -13,7 +13,6 @@ export interface Region {
 
 export const regionText = (r: Region): string => `rows ${r.h0}..${r.h1 - 1}, cols ${r.w0}..${r.w1 - 1}`;
 
-
 /** Copies `region` of an NCHW float32 tensor of dims [n, c, h, w] into a new tensor. */
 export function sliceRegion(data: Float32Array, dims: readonly number[], r: Region): Float32Array {
   const [n, c, h, w] = dims as [number, number, number, number];

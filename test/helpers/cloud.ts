@@ -37,7 +37,13 @@ export async function rejection(p: Promise<unknown>): Promise<CloudError> {
   throw new Error("unreachable");
 }
 
+/** A series' value in the server's /metrics: `name` with exactly `labels` (as written, e.g. 'kind="timeout"'), or unlabelled. */
+export function metricValue(srv: Pick<DynoServer, "metrics">, name: string, labels?: string): number {
+  const series = labels === undefined ? `${name}(?:\\{[^}]*\\})?` : `${name}\\{${labels}\\}`;
+  return Number(new RegExp(`^${series} (\\d+)`, "m").exec(srv.metrics())?.[1] ?? 0);
+}
+
 /** The server's count of `transport` requests answered with `status` (ok or an error kind), from /metrics. */
 export function answered(srv: Pick<DynoServer, "metrics">, status: string, transport: "ws" | "http" = "ws"): number {
-  return Number(new RegExp(`dyno_requests_total\\{transport="${transport}",status="${status}"\\} (\\d+)`).exec(srv.metrics())?.[1] ?? 0);
+  return metricValue(srv, "dyno_requests_total", `transport="${transport}",status="${status}"`);
 }
