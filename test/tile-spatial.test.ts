@@ -107,6 +107,23 @@ test("a DAG: a residual block with a strided downsample, a concat of branches, c
   assertLossless(m, "residual + concat + pad");
 });
 
+test("opset 9 (PaddleOCR's classifier): crops are Slice-1 with attribute starts/ends/axes", async () => {
+  const m = inferShapes(buildModel({
+    inputs: { x: ["float32", [1, 4, 14, 10]] },
+    initializers: [weight("w", [4, 4, 3, 3])],
+    nodes: [node("Conv", ["x", "w"], ["a"], { pads: [1, 1, 1, 1] }), node("Add", ["a", "x"], ["y"])],
+    outputs: ["y"],
+  }, [{ domain: "", version: 9 }])).model;
+  assertLossless(m, "opset 9 residual");
+  const tiled = tileRun(m, parseGrid("2x2"));
+  const slices = tiled.tiles[0]!.model.graph.nodes.filter((n) => n.opType === "Slice");
+  assert.ok(slices.length > 0, "the skip is cropped");
+  assert.ok(slices.every((n) => n.inputs.length === 1 && n.attrInts("starts")), "Slice-1 form");
+  const { feeds, outputs } = await runUntiled(m, undefined, 3);
+  const c = await checkTiles(tiled, feeds, outputs);
+  assert.ok(c.equal, `onnxruntime loads and runs the opset-9 tiles: ${c.differing} differ`);
+});
+
 test("Resize by integer factors: nearest and linear, the FPN neck of detectors", async () => {
   for (const [mode, ctm] of [["nearest", "asymmetric"], ["nearest", "half_pixel"], ["linear", "half_pixel"], ["linear", "asymmetric"]] as const) {
     const m = model({
@@ -244,6 +261,13 @@ test("dyno tile: writes tile graphs and tiles.json that, run and stitched, repro
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  const some = runDyno(["tile", `${MODELS}vgg.onnx`, "--grid", "1x2,99x99"]);
+  assert.is(some.code, 0, some.stderr);
+  assert.match(some.stdout, /1x2\s+2\s+\+/);
+  assert.match(some.stdout, /99x99: not tiled: ".*" is \d+x\d+, too small for a 99x99 grid/);
+  const none = runDyno(["tile", `${MODELS}vgg.onnx`, "--grid", "99x99"]);
+  assert.is(none.code, 2);
+  assert.match(none.stderr, /no grid fits the run: 99x99: .* too small/);
   const bad = runDyno(["tile", `${MODELS}vgg.onnx`, "--grid", "2by2"]);
   assert.is(bad.code, 2);
   assert.match(bad.stderr, /--grid: "2by2" is not ROWSxCOLS/);

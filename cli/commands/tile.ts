@@ -13,7 +13,7 @@ import { findTileableRun, gridName, haloOverhead, parseGrid, tileRun, type Tilea
 import { computeCosts } from "../../compiler/passes/costs.js";
 import { saveModel } from "../../compiler/onnx/export.js";
 import { checkTiles, checkTilesReference, runUntiled } from "../../compiler/bundler/tiles.js";
-import { UsageError } from "../../runtime/common/errors.js";
+import { UnsupportedError, UsageError } from "../../runtime/common/errors.js";
 import { regionText } from "../../runtime/common/tiles.js";
 import type { Model } from "../../compiler/ir/graph.js";
 import { parseInputShapes, type Command } from "../args.js";
@@ -71,6 +71,8 @@ export const tile: Command = {
       part: { inputs: part.graph.inputs.filter((v) => !part.graph.isInitializer(v.name)).map((v) => v.name), outputs: part.graph.outputs.map((v) => v.name), macs: partMacs },
       run: { start: run.start, end: run.end, macs: run.macs, share: run.share, stops: run.stops },
       grids: [] as Record<string, unknown>[],
+      /** Grids the run cannot be split into (a map smaller than the grid, say), with why. */
+      notTiled: [] as { grid: string; reason: string }[],
     };
     const out = values.out as string | undefined;
     if (out) {
@@ -80,7 +82,14 @@ export const tile: Command = {
     }
     const reference = values.check || values.reference ? await runUntiled(run.run, undefined, 1) : null;
     for (const grid of grids) {
-      const tiled = tileRun(run.run, grid);
+      let tiled;
+      try {
+        tiled = tileRun(run.run, grid);
+      } catch (e) {
+        if (!(e instanceof UnsupportedError)) throw e;
+        report.notTiled.push({ grid: gridName(grid), reason: e.message.replace(/^tile-spatial: /, "") });
+        continue;
+      }
       const o = haloOverhead(tiled);
       const largest = Math.max(...tiled.tiles.map((t) => t.macs));
       const entry: Record<string, unknown> = {
@@ -103,6 +112,7 @@ export const tile: Command = {
       if (reference && values.reference) entry.reference = checkTilesReference(run.run, tiled, reference.feeds);
       report.grids.push(entry);
     }
+    if (!report.grids.length) throw new UsageError(`tile: no grid fits the run: ${report.notTiled.map((n) => `${n.grid}: ${n.reason}`).join("; ")}`);
     if (out) writeFileSync(join(out, "tiles.json"), `${JSON.stringify({ format: TILES_FORMAT, version: 1, ...report }, null, 2)}\n`);
     if (values.json) {
       console.log(JSON.stringify(report, null, 2));
@@ -130,6 +140,7 @@ export const tile: Command = {
       ];
     });
     console.log(table(header, rows));
+    for (const n of report.notTiled) console.log(`${n.grid}: not tiled: ${n.reason}`);
     if (out) {
       const first = report.grids[0]!.tiles as { inputs: { name: string; region: { h0: number; h1: number; w0: number; w1: number } }[] }[];
       console.log(`wrote ${report.grids.reduce((s, e) => s + (e.tiles as unknown[]).length, 0)} tile graphs and ${out}/tiles.json (tile 0 of ${report.grids[0]!.grid} reads ${first[0]!.inputs.map((i) => `${i.name} ${regionText(i.region)}`).join("; ")})`);

@@ -90,8 +90,14 @@ function run(n: Node, ins: (RefTensor | undefined)[]): (RefTensor | undefined)[]
       return [binary(x!, ins[1]!, (a, b) => a / b)];
     case "Concat":
       return [concat(ins.filter((t): t is RefTensor => !!t), n.attrInt("axis", 0))];
-    case "Slice":
-      return [slice(x!, ins[1]!, ins[2]!, ins[3])];
+    case "Slice": {
+      // Slice-1 (before opset 10) has attributes; later ones, inputs.
+      const attr = (name: string): RefTensor | undefined => {
+        const v = n.attrInts(name);
+        return v ? { dims: [v.length], data: Float64Array.from(v) } : undefined;
+      };
+      return [slice(x!, ins[1] ?? attr("starts")!, ins[2] ?? attr("ends")!, ins[3] ?? attr("axes"))];
+    }
     case "Pad":
       return [pad(x!, ins[1] ? Array.from(ins[1].data) : n.attrInts("pads")!, ins[2]?.data[0] ?? n.attrFloat("value", 0))];
     default:

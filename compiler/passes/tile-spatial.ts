@@ -576,10 +576,18 @@ function buildTile(run: Model, ctx: RuleContext, nodes: Node[], want: Map<string
       t.addNode("Identity", [src], [out], { name: `${out}__identity` });
     } else {
       const base = `${out}__tile_slice`;
-      t.addInitializer(Tensor.fromInt64(`${base}_starts`, [2], [r.h0 - have.h0, r.w0 - have.w0]));
-      t.addInitializer(Tensor.fromInt64(`${base}_ends`, [2], [r.h1 - have.h0, r.w1 - have.w0]));
-      t.addInitializer(Tensor.fromInt64(`${base}_axes`, [2], [2, 3]));
-      t.addNode("Slice", [src, `${base}_starts`, `${base}_ends`, `${base}_axes`], [out], { name: base });
+      const starts = [r.h0 - have.h0, r.w0 - have.w0];
+      const ends = [r.h1 - have.h0, r.w1 - have.w0];
+      if ((run.opset("") ?? 17) < 10) {
+        // Slice-1 (opsets before 10) takes its starts, ends and axes as attributes.
+        const ints = (name: string, v: number[]): Attribute => ({ name, type: AttrType.INTS, ints: v });
+        t.addNode("Slice", [src], [out], { name: base, attributes: [ints("starts", starts), ints("ends", ends), ints("axes", [2, 3])] });
+      } else {
+        t.addInitializer(Tensor.fromInt64(`${base}_starts`, [2], starts));
+        t.addInitializer(Tensor.fromInt64(`${base}_ends`, [2], ends));
+        t.addInitializer(Tensor.fromInt64(`${base}_axes`, [2], [2, 3]));
+        t.addNode("Slice", [src, `${base}_starts`, `${base}_ends`, `${base}_axes`], [out], { name: base });
+      }
     }
     const o = t.value(out);
     o.dtype = v.dtype;
