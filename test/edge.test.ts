@@ -18,6 +18,8 @@ import type { Calibration } from "../compiler/bundler/calibration.js";
 import { compileTestBundle, fixtures } from "./fixtures.js";
 import { answered, metricValue } from "./helpers/cloud.js";
 import { until } from "./helpers/waits.js";
+import { startCli, type CliProcess } from "./helpers/processes.js";
+import { buildEdgeTiles } from "../cli/edge-tiles.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-edge-"));
 let bundle: NodeBundle;
@@ -28,13 +30,13 @@ let forward: Variant; // what the edge sends (a later cut)
 const out = () => bundle.manifest.model.outputs[0]!.name;
 
 /** The device -> edge -> cloud chain run here, in one process: the reference for exactness. */
-async function chain(x: Float32Array): Promise<number[]> {
+async function chain(x: Float32Array, fwd: Variant = forward): Promise<number[]> {
   const t = new ort.Tensor("float32", x, perSampleDims(bundle.manifest.model.inputs[0]!.shape));
   const d = await local.device(first.id, t);
   if (d.kind !== "split") throw new Error("expected a split variant");
   const pool = local.decode(first, d.payloads);
-  await local.runSegments(local.cutOf(first).deviceSegments, local.cutOf(forward).deviceSegments, pool);
-  const r = await local.cloud(forward.id, local.encodeCut(forward, pool));
+  await local.runSegments(local.cutOf(first).deviceSegments, local.cutOf(fwd).deviceSegments, pool);
+  const r = await local.cloud(fwd.id, local.encodeCut(fwd, pool));
   return Array.from(r.outputs[out()]!.data as Float32Array);
 }
 
@@ -116,6 +118,62 @@ edge("an edge killed mid-stream: the device finishes what the edge did not answe
     await device.close();
     await mid.close().catch(() => {});
     await cloud.close();
+  }
+});
+
+edge("tiles on two edge-worker processes: scattered and stitched, answers equal the untiled chain; a worker killed mid-stream, then the other: retried, then untiled; nothing lost", async () => {
+  const m = bundle.manifest;
+  const inner = m.cuts.filter((c) => c.kind === "inner");
+  // A float32 backbone, so that the answer compares with the untiled chain's to onnxruntime's
+  // rounding (a quantised one could round a value the other way at a bin's edge).
+  const fwd = m.variants.find((v) => v.cut === inner[inner.length - 1]!.id && v.codec.bits === "f32");
+  assert.ok(fwd, "the bundle has a float32 variant at its last inner cut");
+  const flags = ["--forward", fwd!.id, "--tile-from", String(first.cut), "--grid", "1x2"];
+  const workers: CliProcess[] = await Promise.all([0, 1].map(() => startCli(["serve", join(dir, "bundle"), "--role", "edge-worker", "--port", "0", "--threads", "1", ...flags])));
+  const set = await buildEdgeTiles(bundle, { from: first.cut, to: fwd!.cut, grid: { rows: 1, cols: 2 } });
+  for (const w of workers) assert.match(w.out(), `set ${set.id.slice(0, 12)}`, "the workers built the edge's tile set");
+  const urls = workers.map((w) => w.url);
+  const cloud = await startServer({ bundle, port: 0, workers: 1, threads: 1 });
+  const mid = await startServer({ bundle, port: 0, workers: 1, threads: 1, edge: { cloud: cloud.url, forward: fwd!.id, tiles: { set, workers: urls, timeoutMs: 5000, retryMs: 600_000 } } });
+  const device = await createDevice({ bundle, cloud: mid.url, variant: first.id, bandwidthProbe: false, profile: false, timeoutMs: 20_000 });
+  let worst = 0;
+  const check = async (r: Inference, i: number) => {
+    assert.is(r.kind, "split", `#${i} went through the edge`);
+    assert.not.ok(r.fellBack, `#${i} was answered by the edge and cloud`);
+    const want = await chain(cal.batch(i % cal.count, 1), fwd!);
+    const got = Array.from(r.outputs[out()]!.data);
+    assert.is(got.length, want.length);
+    const diff = Math.max(...got.map((x, k) => Math.abs(x - want[k]!)));
+    worst = Math.max(worst, diff);
+    // Wrong regions or a missing halo differ by the activations' size; rounding by ~1e-6.
+    assert.ok(diff <= 1e-4, `#${i}: the tiled answer differs from the untiled chain by ${diff}`);
+  };
+  const tilesOn = (url: string) => metricValue(mid, "dyno_edge_tiles_total", `worker="${url}"`);
+  try {
+    for (let i = 0; i < 4; i++) await check(await device.infer(cal.batch(i, 1)), i);
+    assert.is(tilesOn(urls[0]!), 4, "worker 0 ran a tile of each request");
+    assert.is(tilesOn(urls[1]!), 4, "worker 1 ran the other");
+    // Worker 0 killed with requests in flight.
+    const inflight: Promise<Inference>[] = [];
+    for (let i = 4; i < 12; i++) inflight.push(device.infer(cal.batch(i, 1)));
+    await until("worker 0 to run some tiles of the burst", () => tilesOn(urls[0]!) >= 6, 20_000);
+    await workers[0]!.kill();
+    for (const [k, r] of (await Promise.all(inflight)).entries()) await check(r, 4 + k);
+    assert.ok(metricValue(mid, "dyno_edge_tile_failures_total", `worker="${urls[0]}"`) >= 1, "worker 0's failure was seen and its tile retried");
+    assert.is(metricValue(mid, "dyno_edge_untiled_total"), 0, "worker 1 took worker 0's tiles");
+    // Both gone: the edge runs its span untiled.
+    await workers[1]!.kill();
+    for (let i = 12; i < 15; i++) await check(await device.infer(cal.batch(i, 1)), i);
+    assert.is(metricValue(mid, "dyno_edge_untiled_total"), 3, "with no worker the edge ran the span itself");
+    assert.is(metricValue(mid, "dyno_edge_forwarded_total"), 15, "every request reached the cloud");
+    const info = (await (await fetch(`${mid.url}/v2`)).json()) as { tiles?: { set: string } };
+    assert.is(info.tiles?.set, set.id);
+    console.log(`  tiled vs untiled chain: largest difference ${worst.toExponential(2)}`);
+  } finally {
+    await device.close();
+    await mid.close();
+    await cloud.close();
+    for (const w of workers) await w.kill();
   }
 });
 

@@ -9,11 +9,15 @@ import { createPage, type Page } from "../page.js";
 import { openBundle } from "../../runtime/node/bundle.js";
 import { inputsFor } from "./run.js";
 import { dynoVersion } from "../version.js";
+import { buildEdgeTiles, tileSetText } from "../edge-tiles.js";
+import { parseGrid } from "../../compiler/passes/tile-spatial.js";
+import { startTileWorker } from "../../runtime/cloud/tile-worker.js";
+import type { EdgeConfig } from "../../runtime/cloud/worker-pool.js";
 
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F]]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
   help: [
     `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
     `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
@@ -40,14 +44,22 @@ export const serve: Command = {
     "                                 this server, live cut/bits/times, and emulated links (wifi, 4g, 3g) to switch",
     "  --page-inputs DATA             the page's samples (default: the bundle's calibration data, else random:16)",
     "  --page-slowdown F              the page's emulated device is F times slower than the browser (default 20)",
-    "  --role cloud|edge              cloud (default): run each request's cloud part. edge: a tier between devices",
+    "  --role cloud|edge|edge-worker  cloud (default): run each request's cloud part. edge: a tier between devices",
     "                                 and the cloud (docs/d3.md): run the segments up to --forward's cut, pack with",
     "                                 its codec, send to --cloud; a request at or past that cut is relayed as it came;",
-    "                                 when the cloud fails the edge finishes the model itself",
+    "                                 when the cloud fails the edge finishes the model itself. edge-worker: hold the",
+    "                                 tiles of an edge's span and run the ones the edge sends (HTTP, same token)",
     "  --cloud URL                    with --role edge: the cloud server (http://host:port; the edge speaks WebSocket to it)",
     "  --forward VARIANT              with --role edge: the variant sent to the cloud (`dyno inspect`-style id, e.g.",
     "                                 c12-b4-zstd: its cut ends the edge's part, its codec packs the backbone)",
     "  --cloud-token-file F           with --role edge: the cloud's token",
+    "  --edge-workers URL,...         with --role edge: edge-worker processes (http://host:port) to scatter the tiles",
+    "                                 of the span --tile-from .. --forward's cut to; a tile whose worker fails goes to",
+    "                                 another, and with none left the edge runs the span untiled. The workers get the",
+    "                                 edge's --token-file token",
+    "  --tile-from CUT                the cut (id, `dyno inspect`) where the tiled span starts: requests from devices",
+    "                                 at or before it are tiled, later ones run untiled (default: the input)",
+    "  --grid RxC                     the tiles of the span's longest spatially local run (e.g. 1x2, 2x2)",
   ].join("\n"),
   options: {
     host: { type: "string" },
@@ -74,6 +86,9 @@ export const serve: Command = {
     cloud: { type: "string" },
     forward: { type: "string" },
     "cloud-token-file": { type: "string" },
+    "edge-workers": { type: "string" },
+    "tile-from": { type: "string" },
+    grid: { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError(`serve: expected one BUNDLE\nusage: dyno ${serve.usage}`);
@@ -88,19 +103,55 @@ export const serve: Command = {
     const token = values["token-file"] === undefined ? undefined : readToken(values["token-file"] as string);
     const bundle = openBundle(positionals[0]!);
     const role = (values.role as string | undefined) ?? "cloud";
-    if (role !== "cloud" && role !== "edge") throw new UsageError(`--role "${role}" is not cloud or edge`);
-    const edgeFlags = ["cloud", "forward", "cloud-token-file"].filter((f) => values[f] !== undefined);
-    if (role === "cloud" && edgeFlags.length) throw new UsageError(`--${edgeFlags[0]} goes with --role edge`);
-    let edge;
+    if (role !== "cloud" && role !== "edge" && role !== "edge-worker") throw new UsageError(`--role "${role}" is not cloud, edge or edge-worker`);
+    const allowed: Record<string, string[]> = { cloud: [], edge: ["cloud", "forward", "cloud-token-file", "edge-workers", "tile-from", "grid"], "edge-worker": ["forward", "tile-from", "grid"] };
+    for (const f of ["cloud", "forward", "cloud-token-file", "edge-workers", "tile-from", "grid"]) {
+      if (values[f] !== undefined && !allowed[role]!.includes(f)) throw new UsageError(`--${f} goes with --role ${Object.keys(allowed).filter((r) => allowed[r]!.includes(f)).join(" or ")}`);
+    }
+    const forwardVariant = () => {
+      const forward = values.forward as string | undefined;
+      if (!forward) throw new UsageError(`--role ${role} needs --forward VARIANT`);
+      const v = bundle.manifest.variants.find((x) => x.id === forward);
+      if (!v) throw new UsageError(`--forward "${forward}": the bundle has no such variant (its variants: ${bundle.manifest.variants.slice(0, 6).map((x) => x.id).join(", ")}, ...)`);
+      return v;
+    };
+    const tileSet = async () => {
+      const spec = (values["tile-from"] as string | undefined) ?? String(bundle.manifest.cuts.find((c) => c.kind === "input")?.id ?? 0);
+      if (!/^\d+$/.test(spec)) throw new UsageError(`--tile-from "${spec}" is not a cut id (\`dyno inspect\` lists them)`);
+      if (!values.grid) throw new UsageError(`tiles need --grid RxC (e.g. 2x2)`);
+      let grid;
+      try {
+        grid = parseGrid(values.grid as string);
+      } catch {
+        throw new UsageError(`--grid "${values.grid}" is not ROWSxCOLS (e.g. 2x2)`);
+      }
+      return buildEdgeTiles(bundle, { from: Number(spec), to: forwardVariant().cut, grid });
+    };
+    if (role === "edge-worker") {
+      if (values.page) throw new UsageError("--page goes with --role cloud or edge");
+      const tiles = await tileSet();
+      const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
+      console.log(`dyno serve: edge worker for bundle ${bundle.manifest.model.name} on ${worker.url}: ${tileSetText(tiles)}`);
+      await untilSignal(() => worker.close());
+      return 0;
+    }
+    let edge: EdgeConfig | undefined;
     if (role === "edge") {
       if (!values.cloud || !values.forward) throw new UsageError("--role edge needs --cloud URL and --forward VARIANT");
       const url = values.cloud as string;
       if (!/^(https?|wss?):\/\/[^/\s]+\/?$/.test(url)) throw new UsageError(`--cloud "${url}" is not a server URL (http://host:port)`);
-      const forward = values.forward as string;
-      const v = bundle.manifest.variants.find((x) => x.id === forward);
-      if (!v) throw new UsageError(`--forward "${forward}": the bundle has no such variant (its variants: ${bundle.manifest.variants.slice(0, 6).map((x) => x.id).join(", ")}, ...)`);
-      if (!v.admissible) console.error(`dyno serve: --forward ${forward} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
-      edge = { cloud: url, forward, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
+      const v = forwardVariant();
+      if (!v.admissible) console.error(`dyno serve: --forward ${v.id} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
+      edge = { cloud: url, forward: v.id, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
+      if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
+      if (values["edge-workers"] !== undefined) {
+        const workers = (values["edge-workers"] as string).split(",").map((w) => w.trim().replace(/\/$/, ""));
+        for (const w of workers) if (!/^https?:\/\/[^/\s]+$/.test(w)) throw new UsageError(`--edge-workers: "${w}" is not a worker URL (http://host:port)`);
+        const set = await tileSet();
+        await checkEdgeWorkers(workers, set.id, token);
+        edge.tiles = { set, workers, token };
+        console.error(`dyno serve: edge ${tileSetText(set)} on ${workers.length} worker(s)`);
+      }
     }
     let page: Page | null = null;
     if (values.page) {
@@ -144,22 +195,49 @@ export const serve: Command = {
       allowOrigins.push(server.url); // the page calls the links' ports: other origins
       console.log(`dyno serve: page ${server.url}/page/${token === undefined ? "" : `#token=${encodeURIComponent(token)}`} (links: ${page.links().map((l) => `${l.name} ${l.url}`).join(", ")})`);
     }
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        process.off("SIGINT", onInt).off("SIGTERM", onTerm);
-        console.error(`dyno serve: ${signal}: finishing ${server.inflight} request(s) in flight, then closing`);
-        Promise.all([server.close(), page?.close()]).then(() => resolve(), (e: Error) => {
-          console.error(`dyno serve: error while closing: ${e.message}`);
-          resolve();
-        });
-      };
-      const onInt = () => stop("SIGINT");
-      const onTerm = () => stop("SIGTERM");
-      process.on("SIGINT", onInt).on("SIGTERM", onTerm);
-    });
+    await untilSignal(() => Promise.all([server.close(), page?.close()]).then(() => {}), () => server.inflight);
     return 0;
   },
 };
+
+/** Waits for SIGINT or SIGTERM, then closes (finishing what is in flight). */
+async function untilSignal(close: () => Promise<void>, inflight?: () => number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.off("SIGINT", onInt).off("SIGTERM", onTerm);
+      console.error(`dyno serve: ${signal}: ${inflight ? `finishing ${inflight()} request(s) in flight, then closing` : "closing"}`);
+      close().then(() => resolve(), (e: Error) => {
+        console.error(`dyno serve: error while closing: ${e.message}`);
+        resolve();
+      });
+    };
+    const onInt = () => stop("SIGINT");
+    const onTerm = () => stop("SIGTERM");
+    process.on("SIGINT", onInt).on("SIGTERM", onTerm);
+  });
+}
+
+/**
+ * Each edge worker must hold the edge's tile set: one that answers with another set is an error
+ * (started with other flags or another bundle); one that does not answer yet is only a warning
+ * (the edge skips it until it does, and runs untiled when none does).
+ */
+async function checkEdgeWorkers(workers: string[], id: string, token: string | undefined): Promise<void> {
+  for (const w of workers) {
+    let info: { role?: string; tiles?: string };
+    try {
+      const res = await fetch(`${w}/v2`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(3000) });
+      if (res.status === 401) throw new UsageError(`--edge-workers: ${w} refused the edge's token (start the workers with the edge's --token-file)`);
+      info = (await res.json()) as typeof info;
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      console.error(`dyno serve: edge worker ${w} does not answer yet (${(e as Error).message}); its tiles go to the others until it does`);
+      continue;
+    }
+    if (info.role !== "edge-worker") throw new UsageError(`--edge-workers: ${w} is not an edge worker (role ${info.role ?? "cloud"})`);
+    if (info.tiles !== id) throw new UsageError(`--edge-workers: ${w} holds tile set ${String(info.tiles).slice(0, 12)}, this edge ${id.slice(0, 12)}: start it with the same bundle, --forward, --tile-from and --grid`);
+  }
+}
 
 function readToken(path: string): string {
   let text: string;

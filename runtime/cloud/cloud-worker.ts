@@ -10,8 +10,12 @@ import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Executor, PayloadError } from "../exec/executor.js";
 import type { OutputTensor, Payload } from "../common/protocol.js";
 import type { Variant } from "../common/manifest.js";
-import type { EdgeConfig, EdgeRun, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
+import type { EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
 import { connectCloud, type CloudClient } from "../node/client.js";
+import { openSession } from "../node/session.js";
+import onnx from "onnxruntime-node";
+import { sliceRegion, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, tileValues } from "../common/tiles.js";
+import type { Cut } from "../common/manifest.js";
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -23,7 +27,7 @@ try {
   bundle = openBundle(init.dir, { checksums: false });
   const executor = await openExecutor(bundle, { threads: init.threads });
   const outputNames = executor.manifest.model.outputs.map((o) => o.name);
-  const edge = init.edge ? edgeRunner(executor, init.edge) : null;
+  const edge = init.edge ? await edgeRunner(executor, init.edge, init.threads) : null;
   port.on("message", (m: ToWorker) => void (edge ? runEdge(edge, outputNames, m) : run(executor, outputNames, m)));
   send({ type: "ready" });
 } catch (e) {
@@ -73,12 +77,14 @@ interface EdgeRunner {
   forward: Variant;
   client: () => CloudClient;
   drop: () => void;
+  tiles: TileRunner | null;
 }
 
-function edgeRunner(executor: Executor, config: EdgeConfig): EdgeRunner {
+async function edgeRunner(executor: Executor, config: EdgeConfig, threads: number): Promise<EdgeRunner> {
   let client: CloudClient | null = null;
   return {
     executor,
+    tiles: config.tiles ? await tileRunner(executor, config.tiles, threads) : null,
     forward: executor.bundle.variant(config.forward),
     client: () => (client ??= connectCloud({ url: config.cloud, model: executor.manifest.model.sha256, token: config.token, timeoutMs: config.timeoutMs ?? 10_000 })),
     drop: () => {
@@ -101,17 +107,26 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
     let pool: Record<string, ort.Tensor> | null = null;
     let sendVariant = v;
     let sendPayloads = payloads;
+    let tiles: EdgeTileRun | undefined;
     if (c1.deviceSegments < c2.deviceSegments) {
       const t0 = performance.now();
       pool = executor.decode(v, payloads) as Record<string, ort.Tensor>;
       decodeMs = performance.now() - t0;
-      segmentMs += (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0);
+      const t = e.tiles;
+      if (t && fv.cut === t.set.to && c1.deviceSegments <= t.from.deviceSegments) {
+        segmentMs += (await executor.runSegments(c1.deviceSegments, t.from.deviceSegments, pool)).reduce((a, b) => a + b, 0);
+        const t1 = performance.now();
+        tiles = await runTiledSpan(t, pool as Record<string, ort.Tensor>);
+        segmentMs += performance.now() - t1;
+      } else {
+        segmentMs += (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0);
+      }
       if (c2.kind !== "output") {
         sendVariant = fv;
         sendPayloads = executor.encodeCut(fv, pool);
       }
     }
-    const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false };
+    const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false, ...(tiles ? { tiles } : {}) };
     let outputs;
     if (pool && c2.kind === "output") {
       outputs = outputNames.map((name) => toOutput(name, pool![name]));
@@ -140,4 +155,117 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
   } catch (err) {
     send({ type: "run-failed", id: m.id, payload: err instanceof PayloadError, message: (err as Error)?.message ?? String(err) });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The edge's tiled span (D3's vertical separation): the part before the tiled run and after it
+// run here; each tile's input regions go to an edge worker (`--role edge-worker`) over HTTP, all
+// tiles at once, and the outputs are stitched. A tile whose worker fails (refused, timed out, a
+// wrong answer length) goes to the next worker; a worker that failed is skipped for retryMs; when
+// no worker answers a tile, the edge runs the run untiled itself. The answer is the same either
+// way: the tiles are exact (docs/d3.md), up to onnxruntime's rounding on small extents.
+
+interface TileRunner {
+  set: EdgeTilesConfig["set"];
+  from: Cut;
+  before: ort.InferenceSession | null;
+  run: ort.InferenceSession;
+  after: ort.InferenceSession | null;
+  workers: { url: string; downUntil: number }[];
+  headers: Record<string, string>;
+  timeoutMs: number;
+  retryMs: number;
+}
+
+async function tileRunner(executor: Executor, c: EdgeTilesConfig, threads: number): Promise<TileRunner> {
+  const open = (b: Uint8Array | null) => (b ? openSession(b, { threads }) : Promise.resolve(null));
+  return {
+    set: c.set,
+    from: executor.manifest.cuts.find((x) => x.id === c.set.from)!,
+    before: await open(c.set.before),
+    run: (await open(c.set.run))!,
+    after: await open(c.set.after),
+    workers: c.workers.map((url) => ({ url: url.replace(/\/$/, ""), downUntil: 0 })),
+    headers: { "content-type": "application/octet-stream", [TILE_SET_HEADER]: c.set.id, ...(c.token ? { authorization: `Bearer ${c.token}` } : {}) },
+    timeoutMs: c.timeoutMs ?? 5000,
+    retryMs: c.retryMs ?? 2000,
+  };
+}
+
+async function runGraph(s: ort.InferenceSession, pool: Record<string, ort.Tensor>): Promise<void> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name of s.inputNames) {
+    const t = pool[name];
+    if (!t) throw new Error(`the edge's tiled span reads "${name}", which no earlier part produced`);
+    feeds[name] = t;
+  }
+  Object.assign(pool, await s.run(feeds));
+}
+
+async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>): Promise<EdgeTileRun> {
+  if (t.before) await runGraph(t.before, pool);
+  const n = pool[t.set.runInputs[0]!.name]!.dims[0]!;
+  const result: EdgeTileRun = { workers: [], failures: [], untiled: false };
+  const full = t.set.runOutputs.map((o) => ({ name: o.name, dims: [n, ...o.dims], data: new Float32Array(n * o.dims[0] * o.dims[1] * o.dims[2]) }));
+  const answered = await Promise.all(t.set.tiles.map((tile, i) => scatterTile(t, i, n, pool, result)));
+  if (answered.some((a) => a === null)) {
+    result.untiled = true;
+    await runGraph(t.run, pool);
+  } else {
+    for (const [i, tile] of t.set.tiles.entries()) {
+      const { url, parts } = answered[i]!;
+      result.workers.push(url);
+      tile.outputs.forEach((io, k) => {
+        const f = full.find((x) => x.name === io.name)!;
+        stitchRegion(f.data, f.dims, parts[k]!, io.region);
+      });
+    }
+    for (const f of full) pool[f.name] = new onnx.Tensor("float32", f.data, f.dims);
+  }
+  if (t.after) await runGraph(t.after, pool);
+  return result;
+}
+
+/** Sends tile `i` to a live worker (the i-th first, then the others): who answered and the tile's outputs, or null. */
+async function scatterTile(t: TileRunner, i: number, n: number, pool: Record<string, ort.Tensor>, result: EdgeTileRun): Promise<{ url: string; parts: Float32Array[] } | null> {
+  const tile = t.set.tiles[i]!;
+  const body = new Float32Array(tileValues(tile.inputs, n));
+  let at = 0;
+  for (const io of tile.inputs) {
+    const x = pool[io.name]!;
+    const part = sliceRegion(x.data as Float32Array, x.dims, io.region);
+    body.set(part, at);
+    at += part.length;
+  }
+  const want = tileValues(tile.outputs, n);
+  const k = t.workers.length;
+  for (let j = 0; j < k; j++) {
+    const w = t.workers[(i + j) % k]!;
+    if (w.downUntil > Date.now()) continue;
+    try {
+      const res = await fetch(`${w.url}${TILE_PATH}${i}`, {
+        method: "POST",
+        headers: { ...t.headers, [TILE_BATCH_HEADER]: String(n) },
+        body,
+        signal: AbortSignal.timeout(t.timeoutMs),
+      });
+      if (res.status !== 200) throw new Error(`${res.status}: ${(await res.text()).slice(0, 200)}`);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      if (bytes.length !== want * 4) throw new Error(`answered ${bytes.length} bytes, the tile has ${want * 4}`);
+      const data = new Float32Array(want);
+      new Uint8Array(data.buffer).set(bytes);
+      let o = 0;
+      const parts = tile.outputs.map((io) => {
+        const count = tileValues([io], n);
+        const p = data.subarray(o, o + count);
+        o += count;
+        return p;
+      });
+      return { url: w.url, parts };
+    } catch {
+      w.downUntil = Date.now() + t.retryMs;
+      result.failures.push(w.url);
+    }
+  }
+  return null;
 }

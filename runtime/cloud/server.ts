@@ -295,6 +295,9 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     edgeForwarded: registry.counter("dyno_edge_forwarded_total", "Edge role: requests forwarded to the cloud, by the variant sent."),
     edgeFallbacks: registry.counter("dyno_edge_fallbacks_total", "Edge role: requests the edge finished itself because the cloud failed."),
     backboneBytes: registry.counter("dyno_edge_backbone_bytes_total", "Edge role: bytes sent to the cloud (the backbone)."),
+    edgeTiles: registry.counter("dyno_edge_tiles_total", "Edge role: tiles run on edge workers, by worker."),
+    edgeTileFailures: registry.counter("dyno_edge_tile_failures_total", "Edge role: tile requests that failed (retried on another worker), by worker."),
+    edgeUntiled: registry.counter("dyno_edge_untiled_total", "Edge role: requests whose tiled span the edge ran untiled because no worker answered a tile."),
     paused: registry.gauge("dyno_ws_paused", "WebSocket connections not read from while their peer does not read its replies."),
   };
 
@@ -337,6 +340,13 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
           log("edge fallbacks", "-", `dyno serve: the cloud failed; the edge finished a request of ${valid.variant.id} itself`);
         }
         if (r.edge) m.backboneBytes.add({}, r.edge.backboneBytes);
+        const tiles = r.edge?.tiles;
+        if (tiles) {
+          for (const w of tiles.workers) m.edgeTiles.add({ worker: w });
+          for (const w of tiles.failures) m.edgeTileFailures.add({ worker: w });
+          if (tiles.failures.length) log("edge worker failures", "-", `dyno serve: edge worker(s) ${[...new Set(tiles.failures)].join(", ")} failed a tile${tiles.untiled ? "; no worker answered, the edge ran the span untiled" : "; retried on another worker"}`);
+          if (tiles.untiled) m.edgeUntiled.add({});
+        }
         resolve({ outputs: r.outputs, timing: { queueMs, decodeMs: r.decodeMs, segmentMs: r.segmentMs, cloudMs: r.decodeMs + r.segmentMs } });
       }, (e: unknown) => {
         if (!answered) reject(e);
@@ -468,7 +478,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
       return void res.end(registry.render());
     }
-    if (path === "/v2") return json(res, 200, { name: "dyno", version: o.version ?? manifest.dyno, extensions: [`dyno-binary-v${PROTOCOL_VERSION}`], ...(options.edge ? { role: "edge", forward: options.edge.forward } : {}) });
+    if (path === "/v2") return json(res, 200, { name: "dyno", version: o.version ?? manifest.dyno, extensions: [`dyno-binary-v${PROTOCOL_VERSION}`], ...(options.edge ? { role: "edge", forward: options.edge.forward, ...(options.edge.tiles ? { tiles: { set: options.edge.tiles.set.id, grid: options.edge.tiles.set.grid, from: options.edge.tiles.set.from, workers: options.edge.tiles.workers } } : {}) } : {}) });
     const mm = path.match(/^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready)?$/);
     let name: string | null = null;
     try {
@@ -810,7 +820,7 @@ function bearerOfProtocols(req: http.IncomingMessage): string | undefined {
 }
 
 /** Reads a body up to `limit` bytes: "too-large" past it (reading stops), null if the client left. */
-function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array | "too-large" | null> {
+export function readBody(req: http.IncomingMessage, limit: number): Promise<Uint8Array | "too-large" | null> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > limit) return Promise.resolve("too-large");
   return new Promise((resolve) => {

@@ -28,6 +28,7 @@ import { DynoError } from "../common/errors.js";
 import type { NodeBundle } from "../node/bundle.js";
 import { FairQueue } from "./fair-queue.js";
 import type { OutputTensor, Payload } from "../common/protocol.js";
+import type { TileSet } from "../common/tiles.js";
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -46,6 +47,30 @@ export interface EdgeConfig {
   forward: string;
   /** Per request to the cloud; past it the edge finishes the request itself. */
   timeoutMs?: number;
+  /** Tiles of the edge's span, scattered to edge-worker processes (`--edge-workers`). */
+  tiles?: EdgeTilesConfig;
+}
+
+export interface EdgeTilesConfig {
+  set: TileSet;
+  /** The edge workers: http://host:port each, holding `set` (`dyno serve --role edge-worker`). */
+  workers: string[];
+  /** Sent to the workers as a bearer token (the edge's own --token-file). */
+  token?: string;
+  /** Per tile request; past it (or on any failure) the tile goes to another worker. Default 5000. */
+  timeoutMs?: number;
+  /** A worker that failed is not sent tiles for this long (then tried again). Default 2000. */
+  retryMs?: number;
+}
+
+/** How the edge ran its tiled span for one request. */
+export interface EdgeTileRun {
+  /** The worker that answered each tile (in the set's order); empty when the span ran untiled. */
+  workers: string[];
+  /** Tile requests that failed (each retried on another worker), by worker. */
+  failures: string[];
+  /** No worker answered some tile: the edge ran the span untiled itself. */
+  untiled: boolean;
 }
 
 /** What the edge did with one request. */
@@ -56,6 +81,8 @@ export interface EdgeRun {
   backboneBytes: number;
   /** The cloud failed (down, timed out, refused) and the edge ran the rest of the model. */
   fallback: boolean;
+  /** Set when the request went through the edge's tiled span. */
+  tiles?: EdgeTileRun;
 }
 
 /** Main thread -> worker: one run. */

@@ -44,3 +44,54 @@ export function stitchRegion(full: Float32Array, dims: readonly number[], part: 
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// An edge's tile set: what `dyno serve --role edge` scatters to its `--role edge-worker`
+// processes. Both build it from the same bundle and flags (cli/edge-tiles.ts, with the tiling
+// pass); `id` (a SHA-256 of the graphs and regions) is how each checks it holds the other's.
+
+/** A tile's input or output: a tensor of the run, the region of it the tile covers, its channels. */
+export interface TileSetIo {
+  name: string;
+  region: Region;
+  channels: number;
+}
+
+export interface TileSetTile {
+  row: number;
+  col: number;
+  inputs: TileSetIo[];
+  outputs: TileSetIo[];
+  macs: number;
+  /** The tile's standalone ONNX graph (weights inline). */
+  model: Uint8Array;
+}
+
+export interface TileSet {
+  id: string;
+  grid: { rows: number; cols: number };
+  /** The span the edge tiles: manifest cut ids [from, to]; requests at or before `from` use it. */
+  from: number;
+  to: number;
+  /** The span split at the tiled run: untiled ONNX graphs before and after it (null: none), and the run itself (the fallback when no worker answers). */
+  before: Uint8Array | null;
+  run: Uint8Array;
+  after: Uint8Array | null;
+  /** The run's input and output feature maps: names, channels, height, width (batch comes with the request). */
+  runInputs: { name: string; dims: [number, number, number] }[];
+  runOutputs: { name: string; dims: [number, number, number] }[];
+  tiles: TileSetTile[];
+  /** MACs of the run untiled and of all tiles together (halos recomputed). */
+  macs: number;
+  tiledMacs: number;
+}
+
+/** float32 values of a tile's inputs (or outputs) for a batch of `n`. */
+export const tileValues = (ios: readonly TileSetIo[], n: number): number =>
+  ios.reduce((s, io) => s + n * io.channels * (io.region.h1 - io.region.h0) * (io.region.w1 - io.region.w0), 0);
+
+/** Request path of tile `index` on an edge worker. */
+export const TILE_PATH = "/v1/tiles/";
+/** Header naming the tile set a request is for, and the batch size of its tensors. */
+export const TILE_SET_HEADER = "x-dyno-tiles";
+export const TILE_BATCH_HEADER = "x-dyno-batch";

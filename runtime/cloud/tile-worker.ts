@@ -1,0 +1,136 @@
+// `dyno serve BUNDLE --role edge-worker`: one of the K processes an edge scatters its tiles to
+// (D3's vertical separation, docs/d3.md). It holds every tile of the edge's tile set (so that
+// any worker can take any tile when another fails), runs one tile at a time, and answers over
+// HTTP on loopback or a LAN:
+//
+//   POST /v1/tiles/{index}   Authorization: Bearer T, x-dyno-tiles: <set id>, x-dyno-batch: N
+//                            body: the tile's inputs, float32, in the set's order, regions only
+//                            200: its outputs, float32, in order; 400 wrong length or header,
+//                            401 token, 404 no such tile, 409 another tile set, 413 too large
+//   GET  /v2                 { role: "edge-worker", tiles: <set id>, grid, from, to }
+//   GET  /v2/health/live|ready, GET /metrics
+import http from "node:http";
+import ort from "onnxruntime-node";
+import { openSession } from "../node/session.js";
+import { TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, tileValues, type TileSet } from "../common/tiles.js";
+import { Registry } from "./metrics.js";
+import { bearerOf, readBody, tokenCheck } from "./server.js";
+
+export interface TileWorkerOptions {
+  tiles: TileSet;
+  host?: string;
+  port?: number;
+  token?: string;
+  threads?: number;
+  /** Largest batch a request may carry (bounds the body). Default 16. */
+  maxBatch?: number;
+  log?: (line: string) => void;
+}
+
+export interface TileWorker {
+  url: string;
+  port: number;
+  /** Tiles run so far. */
+  readonly runs: number;
+  close(): Promise<void>;
+}
+
+export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker> {
+  const set = o.tiles;
+  const sessions: ort.InferenceSession[] = [];
+  for (const t of set.tiles) sessions.push(await openSession(t.model, { threads: o.threads ?? 1 }));
+  const authorized = tokenCheck(o.token);
+  const maxBatch = o.maxBatch ?? 16;
+  const registry = new Registry();
+  const runsTotal = registry.counter("dyno_tile_runs_total", "Edge worker: tiles run, by tile index.");
+  const refusals = registry.counter("dyno_tile_refusals_total", "Edge worker: tile requests refused, by reason.");
+  const runMs = registry.histogram("dyno_tile_run_seconds", "Edge worker: time to run one tile.", [0.001, 0.005, 0.02, 0.05, 0.1, 0.5, 2]);
+  let runs = 0;
+  // onnxruntime-node runs a session on the calling thread: one tile at a time, in arrival order.
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const reply = (res: http.ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
+  };
+  const refuse = (res: http.ServerResponse, status: number, reason: string, error: string) => {
+    refusals.add({ reason });
+    reply(res, status, { error });
+  };
+
+  const server = http.createServer(async (req, res) => {
+    const path = (req.url ?? "/").split("?")[0]!;
+    if (req.method === "GET" && (path === "/v2/health/live" || path === "/v2/health/ready")) return reply(res, 200, { live: true, ready: true });
+    if (!authorized(bearerOf(req))) return refuse(res, 401, "unauthorized", "missing or wrong bearer token (send Authorization: Bearer <token>)");
+    if (req.method === "GET" && path === "/v2") return reply(res, 200, { name: "dyno", role: "edge-worker", tiles: set.id, grid: set.grid, from: set.from, to: set.to });
+    if (req.method === "GET" && path === "/metrics") {
+      const text = registry.render();
+      return res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(text);
+    }
+    if (!path.startsWith(TILE_PATH)) return refuse(res, 404, "not-found", `no route ${req.method} ${path}`);
+    if (req.method !== "POST") return refuse(res, 405, "method", "use POST for tiles");
+    const index = Number(path.slice(TILE_PATH.length));
+    const tile = Number.isInteger(index) ? set.tiles[index] : undefined;
+    if (!tile) return refuse(res, 404, "no-tile", `no tile "${path.slice(TILE_PATH.length)}" (the set has ${set.tiles.length}: 0..${set.tiles.length - 1})`);
+    if (req.headers[TILE_SET_HEADER] !== set.id) return refuse(res, 409, "other-set", `this worker holds tile set ${set.id.slice(0, 12)}, the request is for ${String(req.headers[TILE_SET_HEADER] ?? "none").slice(0, 12)}: start the edge and its workers with the same bundle, --forward, --tile-from and --grid`);
+    const n = Number(req.headers[TILE_BATCH_HEADER] ?? "1");
+    if (!Number.isInteger(n) || n < 1 || n > maxBatch) return refuse(res, 400, "batch", `${TILE_BATCH_HEADER} "${req.headers[TILE_BATCH_HEADER]}" is not an integer in [1, ${maxBatch}]`);
+    const want = tileValues(tile.inputs, n) * 4;
+    const body = await readBody(req, want);
+    if (body === null) return;
+    if (body === "too-large") return refuse(res, 413, "too-large", `tile ${index} with batch ${n} takes ${want} bytes; the body is larger`);
+    if (body.length !== want) return refuse(res, 400, "length", `tile ${index} with batch ${n} takes ${want} bytes, got ${body.length}`);
+    const data = new Float32Array(body.byteLength / 4);
+    new Uint8Array(data.buffer).set(body);
+    const feeds: Record<string, ort.Tensor> = {};
+    let at = 0;
+    for (const io of tile.inputs) {
+      const dims = [n, io.channels, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0];
+      const count = dims.reduce((a, b) => a * b, 1);
+      feeds[io.name] = new ort.Tensor("float32", data.subarray(at, at + count), dims);
+      at += count;
+    }
+    const job = queue.then(async () => {
+      const t0 = performance.now();
+      const out = await sessions[index]!.run(feeds);
+      runMs.observe((performance.now() - t0) / 1000);
+      return out;
+    });
+    queue = job.catch(() => {});
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await job;
+    } catch (e) {
+      o.log?.(`dyno serve (edge-worker): tile ${index} failed: ${(e as Error).message}`);
+      return refuse(res, 500, "run-failed", `tile ${index} failed: ${(e as Error).message}`);
+    }
+    runs++;
+    runsTotal.add({ tile: String(index) });
+    const parts = tile.outputs.map((io) => out[io.name]!.data as Float32Array);
+    const bytes = parts.reduce((s, p) => s + p.byteLength, 0);
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes });
+    for (const p of parts) res.write(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+    res.end();
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 60_000;
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(o.port ?? 0, o.host ?? "127.0.0.1", () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  const host = o.host ?? "127.0.0.1";
+  return {
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    port,
+    get runs() {
+      return runs;
+    },
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await queue;
+      for (const s of sessions) await s.release();
+    },
+  };
+}
