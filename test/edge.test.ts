@@ -30,12 +30,12 @@ let forward: Variant; // what the edge sends (a later cut)
 const out = () => bundle.manifest.model.outputs[0]!.name;
 
 /** The device -> edge -> cloud chain run here, in one process: the reference for exactness. */
-async function chain(x: Float32Array, fwd: Variant = forward): Promise<number[]> {
+async function chain(x: Float32Array, fwd: Variant = forward, from: Variant = first): Promise<number[]> {
   const t = new ort.Tensor("float32", x, perSampleDims(bundle.manifest.model.inputs[0]!.shape));
-  const d = await local.device(first.id, t);
+  const d = await local.device(from.id, t);
   if (d.kind !== "split") throw new Error("expected a split variant");
-  const pool = local.decode(first, d.payloads);
-  await local.runSegments(local.cutOf(first).deviceSegments, local.cutOf(fwd).deviceSegments, pool);
+  const pool = local.decode(from, d.payloads);
+  await local.runSegments(local.cutOf(from).deviceSegments, local.cutOf(fwd).deviceSegments, pool);
   const r = await local.cloud(fwd.id, local.encodeCut(fwd, pool));
   return Array.from(r.outputs[out()]!.data as Float32Array);
 }
@@ -43,7 +43,7 @@ async function chain(x: Float32Array, fwd: Variant = forward): Promise<number[]>
 const edge = suite("edge tier");
 
 edge.before(async () => {
-  ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle"), { bits: [4, 8] }));
+  ({ calibration: cal } = await compileTestBundle(fixtures()[0]!.path, join(dir, "bundle"), { bits: [4, 8], tiers: ["device", "edge", "cloud"] }));
   bundle = openBundle(join(dir, "bundle"));
   local = await openExecutor(bundle);
   const m = bundle.manifest;
@@ -174,6 +174,34 @@ edge("tiles on two edge-worker processes: scattered and stitched, answers equal 
     await mid.close();
     await cloud.close();
     for (const w of workers) await w.kill();
+  }
+});
+
+edge("compile --tiers: every pair of crossings is profiled; a chain's accuracy is what the runtime's device -> edge -> cloud chain gives", async () => {
+  const m = bundle.manifest;
+  assert.ok(m.tiers, "the bundle has tiers");
+  assert.equal(m.tiers!.names, ["device", "edge", "cloud"]);
+  const chains = m.tiers!.chains;
+  const cutSegments = (id: string) => m.cuts.find((c) => c.id === m.variants.find((v) => v.id === id)!.cut)!.deviceSegments;
+  for (const c of chains) assert.ok(cutSegments(c.variants[1]!) > cutSegments(c.variants[0]!), `${c.variants.join(" > ")}: the second cut is later`);
+  // Every admissible v1 at the input or an inner cut pairs with every later admissible v2 (2 bit widths + f32 per cut).
+  const perCut = (cut: number) => m.variants.filter((v) => v.cut === cut && v.admissible && v.codec.bits !== "f16").length;
+  const crossing = m.cuts.filter((c) => c.kind !== "output");
+  const expected = crossing.reduce((s, a) => s + perCut(a.id) * crossing.filter((b) => b.kind === "inner" && b.deviceSegments > a.deviceSegments).reduce((t, b) => t + perCut(b.id), 0), 0);
+  assert.is(chains.length, expected);
+  // Three chains recomputed through the executor (top-1 on the first tiers.samples labelled samples).
+  const n = m.tiers!.samples;
+  const picks = [chains[0]!, chains[Math.floor(chains.length / 2)]!, chains[chains.length - 1]!];
+  for (const c of picks) {
+    const [a, b] = c.variants.map((id) => m.variants.find((v) => v.id === id)!);
+    let correct = 0;
+    for (let i = 0; i < n; i++) {
+      const logits = await chain(cal.batch(i, 1), b!, a!);
+      const top = logits.indexOf(Math.max(...logits));
+      if (top === cal.labels![i]) correct++;
+    }
+    const value = (100 * correct) / n;
+    assert.ok(Math.abs(value - c.accuracy.value) <= 100 / n + 1e-6, `${c.variants.join(" > ")}: the manifest says ${c.accuracy.value}, the runtime's chain gives ${value}`);
   }
 });
 

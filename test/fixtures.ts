@@ -67,7 +67,7 @@ export function runDynoAsync(args: string[], options: { cwd?: string } = {}): Pr
  * Compiles a fixture into a test bundle with fast settings (64 calibration inputs, bits 2/4/8,
  * 3 profile runs unless given); returns the compile result and the calibration it used.
  */
-export async function compileTestBundle(modelPath: string, out: string, options: { bits?: number[]; samples?: number; maxAccuracyDrop?: number; profileRuns?: number } = {}) {
+export async function compileTestBundle(modelPath: string, out: string, options: { bits?: number[]; samples?: number; maxAccuracyDrop?: number; profileRuns?: number; tiers?: string[] } = {}) {
   const { analyzeModel } = await import("../compiler/pipeline.js");
   const { compile } = await import("../compiler/bundler/compile.js");
   const { loadCalibration } = await import("../compiler/bundler/calibration.js");
@@ -81,6 +81,7 @@ export async function compileTestBundle(modelPath: string, out: string, options:
     bits: options.bits ?? [2, 4, 8],
     maxAccuracyDrop: options.maxAccuracyDrop ?? 1,
     profileRuns: options.profileRuns ?? 3,
+    tiers: options.tiers,
     dynoVersion: "test",
   });
   return { result, calibration };

@@ -13,7 +13,7 @@ import { dynoVersion } from "../version.js";
 export const compileCommand: Command = {
   name: "compile",
   summary: "compile a model into a bundle: cuts x bits variants, accuracy profile, manifest",
-  usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop PP] [--cuts auto|I,J,K]",
+  usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop PP] [--cuts auto|I,J,K] [--tiers device,edge,cloud]",
   help: [
     "  -o, --out BUNDLE            output directory (replaced)",
     "  --calib [INPUT=]DATA        calibration data: a folder of JPEG/PNG/WebP images, a .npy array [N,...],",
@@ -33,6 +33,9 @@ export const compileCommand: Command = {
     "  --max-accuracy-drop D       admissible variants lose at most D in the metric's unit (default 1)",
     "  --cuts auto|I,J,K           candidate cuts (auto: those not dominated in packed bytes and device MACs)",
     "  --per-channel               quantisation ranges per channel (axis 1) instead of per tensor",
+    "  --tiers device,edge,cloud   three tiers: also profile every chain of two crossings (device -> edge at one",
+    "                              variant's cut, edge -> cloud at a later one's) for accuracy together, since the",
+    "                              two quantisations compound (manifest.tiers; docs/d3.md). Default: two tiers",
     "  --profile-runs N            timed runs per segment for the latency profile (default 10)",
     "  --input-shape NAME=D,...    fix an input's dims",
   ].join("\n"),
@@ -50,6 +53,7 @@ export const compileCommand: Command = {
     metric: { type: "string" },
     cuts: { type: "string" },
     "per-channel": { type: "boolean" },
+    tiers: { type: "string" },
     "profile-runs": { type: "string" },
     "input-shape": { type: "string", multiple: true },
   },
@@ -91,6 +95,7 @@ export const compileCommand: Command = {
       metric: values.metric as string | undefined,
       cuts,
       perChannel: !!values["per-channel"],
+      tiers: tiersOf(values.tiers as string | undefined),
       profileRuns: values["profile-runs"] === undefined ? undefined : parseNumber("--profile-runs", values["profile-runs"] as string),
       dynoVersion: dynoVersion(),
       log: (line) => console.log(line),
@@ -136,3 +141,12 @@ function parseNumber(flag: string, s: string): number {
   return n;
 }
 
+/** --tiers: names in order, device first and cloud last (two: today's bundles). */
+function tiersOf(spec: string | undefined): string[] | undefined {
+  if (spec === undefined) return undefined;
+  const names = spec.split(",").map((s) => s.trim());
+  if (names.length < 2 || names.some((n) => !/^[a-z][a-z0-9-]*$/.test(n)) || new Set(names).size !== names.length) throw new UsageError(`--tiers "${spec}" is not a list of distinct tier names (e.g. device,edge,cloud)`);
+  if (names[0] !== "device" || names[names.length - 1] !== "cloud") throw new UsageError(`--tiers "${spec}": the first tier is the device and the last the cloud (e.g. device,edge,cloud)`);
+  if (names.length > 3) throw new UsageError(`--tiers "${spec}": dyno profiles at most three tiers (two crossings)`);
+  return names.length === 2 ? undefined : names;
+}

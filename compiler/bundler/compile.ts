@@ -14,7 +14,7 @@
 // whose batch dim is fixed (torch.onnx.export's default) is run one sample at a time; a
 // symbolic batch runs BATCH samples per call. The results are the same either way (a test).
 import { perSampleDims } from "../../runtime/common/manifest.js";
-import { encodeOptions } from "../../runtime/exec/executor.js";
+import { encodeOptions, runChain } from "../../runtime/exec/executor.js";
 import { createHash } from "node:crypto";
 import { cpus } from "node:os";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -32,7 +32,7 @@ import { partition, partitionChain } from "../passes/partition.js";
 import type { Analysis } from "../pipeline.js";
 import { shapeLikeInitializers } from "../passes/shape-inputs.js";
 import { DEFAULTS, decodeInto, encode, initKernels } from "../../kernels/index.js";
-import { codecId, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type CodecSpec, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../../runtime/common/manifest.js";
+import { codecId, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Bits, type Chain, type CodecSpec, type FileRef, type Manifest, type Profile, type TensorSpec, type Timing, type Variant } from "../../runtime/common/manifest.js";
 import { openSession } from "../../runtime/node/session.js";
 import { labelAt, type Calibration } from "./calibration.js";
 import type { Metric, SampleOutputs } from "./quality/types.js";
@@ -55,6 +55,8 @@ export interface CompileOptions {
   perChannel?: boolean;
   /** Timed runs per segment for the latency profile. */
   profileRuns?: number;
+  /** More than two tiers (e.g. device, edge, cloud): profile chains of crossings together (manifest.tiers). */
+  tiers?: string[];
   dynoVersion: string;
   onProgress?: (done: number, total: number, label: string) => void;
   log?: (line: string) => void;
@@ -69,6 +71,10 @@ export interface CompileResult {
 
 /** Initializers smaller than this stay inline in each graph; larger ones live once in weights.bin. */
 export const WEIGHTS_THRESHOLD = 1024;
+/** Chains of crossings (--tiers) are profiled on the first this many calibration samples... */
+const CHAIN_SAMPLES = 512;
+/** ...for each cut's this many smallest admissible bit widths (and float32). */
+const CHAIN_BITS = 2;
 /** Samples per onnxruntime call when the batch dim is symbolic. */
 const BATCH = 64;
 /** Cuts whose packed size is measured to pick the candidates (auto mode): the first samples. */
@@ -243,6 +249,17 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
     { role: "cloud", backend: "onnxruntime-node cpu (1 thread)", machine, measuredAt, segments: segmentTimes, codec: Object.fromEntries(Object.entries(codecTimings).map(([k, v]) => [k, v.decode])) },
   ];
 
+  // 5. Three tiers or more: chains of crossings, profiled together (each adds its quantisation error).
+  let tiers: Manifest["tiers"];
+  if (options.tiers && options.tiers.length > 2) {
+    if (options.tiers.length !== 3) throw new UsageError(`--tiers: ${options.tiers.length} tiers; dyno profiles chains of two crossings (three tiers, e.g. device,edge,cloud)`);
+    where.stage = "profiling chains of two crossings";
+    const t1 = performance.now();
+    const { chains, samples } = await profileChains(options.out, segments.map((s) => s.graph.file), manifestCuts, variants, cal, run, metric, reference.refs, reference.samples, float32Value, maxDrop);
+    tiers = { names: options.tiers, samples, chains };
+    log(`tiers ${options.tiers.join(" > ")}: ${chains.length} chains of two crossings profiled on ${samples} samples in ${((performance.now() - t1) / 1000).toFixed(1)} s, ${chains.filter((c) => c.admissible).length} admissible`);
+  }
+
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
@@ -270,11 +287,74 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
       maxAccuracyDrop: maxDrop,
     },
     preprocess: cal.preprocess,
+    ...(tiers ? { tiers } : {}),
   };
   parseManifest(JSON.parse(JSON.stringify(manifest)), "manifest.json (as written)");
   writeFileSync(join(options.out, "manifest.json"), JSON.stringify(manifest, null, 1) + "\n");
   const bundleBytes = [manifest.weights, ...segments.map((s) => s.graph)].reduce((s, f) => s + f.bytes, 0) + statSync(join(options.out, "manifest.json")).size;
   return { manifest, seconds: (performance.now() - t0) / 1000, bundleBytes, modelBytes: statSync(modelPath).size };
+}
+
+/**
+ * Every chain (v1, v2) of two crossings: v1 packs cut c1 (device -> edge), the segments from c1 to
+ * c2 run on what v1's codec decoded, v2 packs c2 (edge -> cloud), the rest runs on what v2
+ * decoded. Candidates are the admissible variants at the input and inner cuts, one per bit width
+ * (the lossless stage does not change values). Per calibration batch the float run is done once,
+ * each v1 once, each (v1, v2) once: cuts^2 x bits^2 tails in all.
+ */
+async function profileChains(dir: string, files: string[], cuts: Manifest["cuts"], variants: Variant[], cal: Calibration, run: RunShape, metric: Metric, refs: unknown[], reference: number[][], float32Value: number, maxDrop: number): Promise<{ chains: Chain[]; samples: number }> {
+  const sessions = [];
+  for (const f of files) sessions.push(await openSession(join(dir, f), { threads: cpus().length }));
+  const cutOf = (v: Variant) => cuts.find((c) => c.id === v.cut)!;
+  // Per cut: its CHAIN_BITS smallest admissible bit widths, and float32 (the Neurosurgeon-style crossing).
+  const candidates = cuts.filter((c) => c.kind !== "output").flatMap((c) => {
+    const here = variants.filter((v) => v.cut === c.id && v.admissible);
+    const quantised = here.filter((v) => typeof v.codec.bits === "number").sort((x, y) => (x.codec.bits as number) - (y.codec.bits as number)).slice(0, CHAIN_BITS);
+    return [...quantised, ...here.filter((v) => v.codec.bits === "f32")];
+  });
+  const pairs = candidates.flatMap((v1) => candidates.filter((v2) => cutOf(v2).kind === "inner" && cutOf(v2).deviceSegments > cutOf(v1).deviceSegments).map((v2) => [v1, v2] as const));
+  const stats = new Map<string, number[]>();
+  /** Each sample of a batch's cut tensors through the codec and back (the range is per input). */
+  const roundTrip = (pool: Record<string, ort.Tensor>, v: Variant, n: number): Record<string, ort.Tensor> => {
+    const out: Record<string, ort.Tensor> = {};
+    const opts = encodeOptions(v.codec);
+    for (const t of cutOf(v).tensors) {
+      const x = pool[t.name]!;
+      const data = x.data as Float32Array;
+      const per = data.length / n;
+      const sample = n === 1 ? (x.dims as number[]) : [1, ...(x.dims as number[]).slice(1)];
+      const decoded = new Float32Array(data.length);
+      for (let i = 0; i < n; i++) decodeInto(encode(data.subarray(i * per, (i + 1) * per), sample, opts), decoded.subarray(i * per, (i + 1) * per));
+      out[t.name] = new ort.Tensor("float32", decoded, x.dims as number[]);
+    }
+    return out;
+  };
+  const count = Math.min(cal.count, CHAIN_SAMPLES);
+  for (const [start, n] of batches(count, run)) {
+    const x = inputTensor(cal.batch(start, n), run.perSample, n);
+    const float: Record<string, ort.Tensor> = { [run.inputName]: x };
+    await runChain(sessions, float);
+    for (const v1 of new Set(pairs.map((p) => p[0]))) {
+      const mid: Record<string, ort.Tensor> = roundTrip(float, v1, n);
+      const last = Math.max(...pairs.filter((p) => p[0] === v1).map((p) => cutOf(p[1]).deviceSegments));
+      await runChain(sessions.slice(cutOf(v1).deviceSegments, last), mid, cutOf(v1).deviceSegments);
+      for (const [, v2] of pairs.filter((p) => p[0] === v1)) {
+        const tail = roundTrip(mid, v2, n);
+        await runChain(sessions.slice(cutOf(v2).deviceSegments), tail, cutOf(v2).deviceSegments);
+        const key = `${v1.id} ${v2.id}`;
+        let st = stats.get(key);
+        if (!st) stats.set(key, (st = []));
+        for (let i = 0; i < n; i++) addStats(st, metric.stats(sampleOutputs(tail, run.outputs, i, n), refs[start + i], labelAt(cal, start + i)));
+      }
+    }
+  }
+  for (const s of sessions) await s.release();
+  const chains = pairs.map(([v1, v2]) => {
+    const value = metric.value(stats.get(`${v1.id} ${v2.id}`)!, count);
+    const drop = metricDrop(metric, count === cal.count ? float32Value : metric.value(reference.slice(0, count).reduce((st, x) => (addStats(st, x), st), [] as number[]), count), value);
+    return { variants: [v1.id, v2.id], accuracy: { value: round(value, 4), drop: round(drop, 4) }, admissible: drop <= maxDrop + 1e-9 };
+  });
+  return { chains, samples: count };
 }
 
 function round(x: number, digits: number): number {
@@ -348,21 +428,24 @@ function sampleOutputs(r: Record<string, ort.Tensor>, names: string[], i: number
 }
 
 /** The float32 model on every calibration sample: the metric's per-sample references and its summed stats. */
-async function referenceOutputs(model: Model, cal: Calibration, run: RunShape, metric: Metric): Promise<{ refs: unknown[]; stats: number[] }> {
+async function referenceOutputs(model: Model, cal: Calibration, run: RunShape, metric: Metric): Promise<{ refs: unknown[]; stats: number[]; samples: number[][] }> {
   const s = await openSession(serializeModel(model), { threads: cpus().length });
   const refs: unknown[] = [];
   const stats: number[] = [];
+  const samples: number[][] = [];
   for (const [start, n] of batches(cal.count, run)) {
     const r = await s.run({ [run.inputName]: inputTensor(cal.batch(start, n), run.perSample, n) });
     for (let i = 0; i < n; i++) {
       const outputs = sampleOutputs(r, run.outputs, i, n);
       const ref = metric.reference(outputs, labelAt(cal, start + i));
       refs.push(ref);
-      addStats(stats, metric.stats(outputs, ref, labelAt(cal, start + i)));
+      const st = metric.stats(outputs, ref, labelAt(cal, start + i));
+      samples.push(st);
+      addStats(stats, st);
     }
   }
   await s.release();
-  return { refs, stats };
+  return { refs, stats, samples };
 }
 
 /** Cut tensors for every calibration sample: per tensor, one Float32Array of all samples. */

@@ -112,6 +112,14 @@ export const Profile = z.object({
 });
 export type Profile = z.infer<typeof Profile>;
 
+/** Crossings in a row (device -> edge at the first variant's cut, edge -> cloud at the next), profiled together. */
+export const Chain = z.object({
+  variants: z.array(z.string()).min(2),
+  accuracy: z.object({ value: z.number(), drop: z.number() }),
+  admissible: z.boolean(),
+});
+export type Chain = z.infer<typeof Chain>;
+
 export const Manifest = z.object({
   format: z.literal(MANIFEST_FORMAT),
   version: z.literal(MANIFEST_VERSION),
@@ -155,6 +163,12 @@ export const Manifest = z.object({
     channelOrder: z.enum(["rgb", "bgr"]).default("rgb"),
     resize: z.enum(["stretch", "pad"]).default("stretch"),
   }).nullable(),
+  /**
+   * More than two tiers (`dyno compile --tiers device,edge,cloud`): the tiers in order, and the
+   * chains of crossings profiled together for accuracy (each quantisation adds its error to the
+   * last). A chain lists one variant per crossing, in order; absent on a two-tier bundle.
+   */
+  tiers: z.object({ names: z.array(z.string()).min(3), /** Calibration samples the chains were profiled on (the first ones). */ samples: z.number().int().positive(), chains: z.array(Chain) }).optional(),
 });
 export type Manifest = z.infer<typeof Manifest>;
 
@@ -185,6 +199,19 @@ export function parseManifest(json: unknown, source = "manifest.json"): Manifest
   }
   for (const c of m.cuts) {
     if (c.deviceSegments > m.segments.length) throw new ManifestError(`"${source}": cut ${c.id} runs ${c.deviceSegments} segments on the device; the bundle has ${m.segments.length}`);
+  }
+  if (m.tiers) {
+    const byId = new Map(m.variants.map((v) => [v.id, v]));
+    const segmentsOf = (id: number) => m.cuts.find((c) => c.id === id)!.deviceSegments;
+    for (const ch of m.tiers.chains) {
+      if (ch.variants.length !== m.tiers.names.length - 1) throw new ManifestError(`"${source}": chain ${ch.variants.join(" > ")} has ${ch.variants.length} crossings; ${m.tiers.names.length} tiers have ${m.tiers.names.length - 1}`);
+      const vs = ch.variants.map((id) => byId.get(id));
+      const missing = ch.variants.find((_, i) => !vs[i]);
+      if (missing) throw new ManifestError(`"${source}": chain ${ch.variants.join(" > ")} names variant ${missing}, which the manifest does not list`);
+      for (let i = 1; i < vs.length; i++) {
+        if (segmentsOf(vs[i]!.cut) <= segmentsOf(vs[i - 1]!.cut)) throw new ManifestError(`"${source}": chain ${ch.variants.join(" > ")}: cut ${vs[i]!.cut} is not after cut ${vs[i - 1]!.cut}`);
+      }
+    }
   }
   return m;
 }
