@@ -60,6 +60,8 @@ export const serve: Command = {
     "  --tile-from CUT                the cut (id, `dyno inspect`) where the tiled span starts: requests from devices",
     "                                 at or before it are tiled, later ones run untiled (default: the input)",
     "  --grid RxC                     the tiles of the span's longest spatially local run (e.g. 1x2, 2x2)",
+    "  --emulate-slowdown F           with --role edge or edge-worker, for benchmarks: behave F times slower than",
+    "                                 this machine (each compute step is stretched to F x its time; default 1)",
   ].join("\n"),
   options: {
     host: { type: "string" },
@@ -89,6 +91,7 @@ export const serve: Command = {
     "edge-workers": { type: "string" },
     "tile-from": { type: "string" },
     grid: { type: "string" },
+    "emulate-slowdown": { type: "string" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError(`serve: expected one BUNDLE\nusage: dyno ${serve.usage}`);
@@ -104,10 +107,12 @@ export const serve: Command = {
     const bundle = openBundle(positionals[0]!);
     const role = (values.role as string | undefined) ?? "cloud";
     if (role !== "cloud" && role !== "edge" && role !== "edge-worker") throw new UsageError(`--role "${role}" is not cloud, edge or edge-worker`);
-    const allowed: Record<string, string[]> = { cloud: [], edge: ["cloud", "forward", "cloud-token-file", "edge-workers", "tile-from", "grid"], "edge-worker": ["forward", "tile-from", "grid"] };
-    for (const f of ["cloud", "forward", "cloud-token-file", "edge-workers", "tile-from", "grid"]) {
+    const allowed: Record<string, string[]> = { cloud: [], edge: ["cloud", "forward", "cloud-token-file", "edge-workers", "tile-from", "grid", "emulate-slowdown"], "edge-worker": ["forward", "tile-from", "grid", "emulate-slowdown"] };
+    for (const f of ["cloud", "forward", "cloud-token-file", "edge-workers", "tile-from", "grid", "emulate-slowdown"]) {
       if (values[f] !== undefined && !allowed[role]!.includes(f)) throw new UsageError(`--${f} goes with --role ${Object.keys(allowed).filter((r) => allowed[r]!.includes(f)).join(" or ")}`);
     }
+    const slowdown = values["emulate-slowdown"] === undefined ? undefined : Number(values["emulate-slowdown"]);
+    if (slowdown !== undefined && !(slowdown >= 1 && slowdown <= 10_000)) throw new UsageError(`--emulate-slowdown "${values["emulate-slowdown"]}" is not a number in [1, 10000]`);
     const forwardVariant = () => {
       const forward = values.forward as string | undefined;
       if (!forward) throw new UsageError(`--role ${role} needs --forward VARIANT`);
@@ -130,7 +135,7 @@ export const serve: Command = {
     if (role === "edge-worker") {
       if (values.page) throw new UsageError("--page goes with --role cloud or edge");
       const tiles = await tileSet();
-      const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
+      const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, slowdown, threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
       console.log(`dyno serve: edge worker for bundle ${bundle.manifest.model.name} on ${worker.url}: ${tileSetText(tiles)}`);
       await untilSignal(() => worker.close());
       return 0;
@@ -142,7 +147,7 @@ export const serve: Command = {
       if (!/^(https?|wss?):\/\/[^/\s]+\/?$/.test(url)) throw new UsageError(`--cloud "${url}" is not a server URL (http://host:port)`);
       const v = forwardVariant();
       if (!v.admissible) console.error(`dyno serve: --forward ${v.id} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
-      edge = { cloud: url, forward: v.id, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
+      edge = { cloud: url, forward: v.id, slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
       if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
       if (values["edge-workers"] !== undefined) {
         const workers = (values["edge-workers"] as string).split(",").map((w) => w.trim().replace(/\/$/, ""));

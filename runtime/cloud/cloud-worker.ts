@@ -71,7 +71,15 @@ function toOutput(name: string, t: ort.Tensor | undefined): OutputTensor {
 // When the cloud fails (down, timed out, refused), the edge finishes the model itself: no request
 // is lost, and the answer is the one the cloud would have given up to the backbone's codec.
 
+/** Emulated slow edge (benchmarks): a step that took `ms` is stretched to slowdown x ms. */
+async function stretch(slowdown: number, ms: number): Promise<number> {
+  if (slowdown <= 1 || ms <= 0) return ms;
+  await new Promise((r) => setTimeout(r, (slowdown - 1) * ms));
+  return slowdown * ms;
+}
+
 interface EdgeRunner {
+  slowdown: number;
   executor: Executor;
   /** The variant sent to the cloud (config.forward). */
   forward: Variant;
@@ -83,6 +91,7 @@ interface EdgeRunner {
 async function edgeRunner(executor: Executor, config: EdgeConfig, threads: number): Promise<EdgeRunner> {
   let client: CloudClient | null = null;
   return {
+    slowdown: config.slowdown ?? 1,
     executor,
     tiles: config.tiles ? await tileRunner(executor, config.tiles, threads) : null,
     forward: executor.bundle.variant(config.forward),
@@ -114,12 +123,12 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
       decodeMs = performance.now() - t0;
       const t = e.tiles;
       if (t && fv.cut === t.set.to && c1.deviceSegments <= t.from.deviceSegments) {
-        segmentMs += (await executor.runSegments(c1.deviceSegments, t.from.deviceSegments, pool)).reduce((a, b) => a + b, 0);
+        segmentMs += await stretch(e.slowdown, (await executor.runSegments(c1.deviceSegments, t.from.deviceSegments, pool)).reduce((a, b) => a + b, 0));
         const t1 = performance.now();
-        tiles = await runTiledSpan(t, pool as Record<string, ort.Tensor>);
+        tiles = await runTiledSpan(t, pool as Record<string, ort.Tensor>, e.slowdown);
         segmentMs += performance.now() - t1;
       } else {
-        segmentMs += (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0);
+        segmentMs += await stretch(e.slowdown, (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0));
       }
       if (c2.kind !== "output") {
         sendVariant = fv;
@@ -147,7 +156,7 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
         edge.fallback = true;
         const at = executor.cutOf(sendVariant);
         const rest = executor.decode(sendVariant, sendPayloads);
-        segmentMs += (await executor.runSegments(at.deviceSegments, executor.manifest.segments.length, rest)).reduce((a, b) => a + b, 0);
+        segmentMs += await stretch(e.slowdown, (await executor.runSegments(at.deviceSegments, executor.manifest.segments.length, rest)).reduce((a, b) => a + b, 0));
         outputs = outputNames.map((name) => toOutput(name, rest[name] as ort.Tensor | undefined));
       }
     }
@@ -192,25 +201,27 @@ async function tileRunner(executor: Executor, c: EdgeTilesConfig, threads: numbe
   };
 }
 
-async function runGraph(s: ort.InferenceSession, pool: Record<string, ort.Tensor>): Promise<void> {
+async function runGraph(s: ort.InferenceSession, pool: Record<string, ort.Tensor>, slowdown: number): Promise<void> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const name of s.inputNames) {
     const t = pool[name];
     if (!t) throw new Error(`the edge's tiled span reads "${name}", which no earlier part produced`);
     feeds[name] = t;
   }
+  const t0 = performance.now();
   Object.assign(pool, await s.run(feeds));
+  await stretch(slowdown, performance.now() - t0);
 }
 
-async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>): Promise<EdgeTileRun> {
-  if (t.before) await runGraph(t.before, pool);
+async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>, slowdown: number): Promise<EdgeTileRun> {
+  if (t.before) await runGraph(t.before, pool, slowdown);
   const n = pool[t.set.runInputs[0]!.name]!.dims[0]!;
   const result: EdgeTileRun = { workers: [], failures: [], untiled: false };
   const full = t.set.runOutputs.map((o) => ({ name: o.name, dims: [n, ...o.dims], data: new Float32Array(n * o.dims[0] * o.dims[1] * o.dims[2]) }));
   const answered = await Promise.all(t.set.tiles.map((tile, i) => scatterTile(t, i, n, pool, result)));
   if (answered.some((a) => a === null)) {
     result.untiled = true;
-    await runGraph(t.run, pool);
+    await runGraph(t.run, pool, slowdown);
   } else {
     for (const [i, tile] of t.set.tiles.entries()) {
       const { url, parts } = answered[i]!;
@@ -222,7 +233,7 @@ async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>): Pr
     }
     for (const f of full) pool[f.name] = new onnx.Tensor("float32", f.data, f.dims);
   }
-  if (t.after) await runGraph(t.after, pool);
+  if (t.after) await runGraph(t.after, pool, slowdown);
   return result;
 }
 

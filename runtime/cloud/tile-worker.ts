@@ -22,6 +22,8 @@ export interface TileWorkerOptions {
   port?: number;
   token?: string;
   threads?: number;
+  /** Benchmarks: emulate a worker this many times slower than this machine (each tile's run is stretched). */
+  slowdown?: number;
   /** Largest batch a request may carry (bounds the body). Default 16. */
   maxBatch?: number;
   log?: (line: string) => void;
@@ -93,7 +95,10 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     const job = queue.then(async () => {
       const t0 = performance.now();
       const out = await sessions[index]!.run(feeds);
-      runMs.observe((performance.now() - t0) / 1000);
+      const ms = performance.now() - t0;
+      // An emulated slower worker stays busy for the stretched time (the queue waits with it).
+      if ((o.slowdown ?? 1) > 1) await new Promise((r) => setTimeout(r, ((o.slowdown ?? 1) - 1) * ms));
+      runMs.observe(((o.slowdown ?? 1) * ms) / 1000);
       return out;
     });
     queue = job.catch(() => {});

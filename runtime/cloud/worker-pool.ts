@@ -49,6 +49,8 @@ export interface EdgeConfig {
   timeoutMs?: number;
   /** Tiles of the edge's span, scattered to edge-worker processes (`--edge-workers`). */
   tiles?: EdgeTilesConfig;
+  /** Benchmarks: emulate an edge this many times slower than this machine (each compute step is stretched). */
+  slowdown?: number;
 }
 
 export interface EdgeTilesConfig {
