@@ -20,6 +20,8 @@ import { answered, metricValue } from "./helpers/cloud.js";
 import { until } from "./helpers/waits.js";
 import { startCli, type CliProcess } from "./helpers/processes.js";
 import { buildEdgeTiles } from "../cli/edge-tiles.js";
+import { startTileWorker } from "../runtime/cloud/tile-worker.js";
+import { TILE_BATCH_HEADER, TILE_SET_HEADER, tileValues } from "../runtime/common/tiles.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-edge-"));
 let bundle: NodeBundle;
@@ -174,6 +176,36 @@ edge("tiles on two edge-worker processes: scattered and stitched, answers equal 
     await mid.close();
     await cloud.close();
     for (const w of workers) await w.kill();
+  }
+});
+
+edge("an edge worker refuses what it cannot run, with a reason, and keeps serving", async () => {
+  const m = bundle.manifest;
+  const inner = m.cuts.filter((c) => c.kind === "inner");
+  const set = await buildEdgeTiles(bundle, { from: first.cut, to: inner[inner.length - 1]!.id, grid: { rows: 2, cols: 2 } });
+  const w = await startTileWorker({ tiles: set, token: "s3cret" });
+  const tile = set.tiles[1]!;
+  const body = new Float32Array(tileValues(tile.inputs, 1)).fill(0.5);
+  const post = (path: string, headers: Record<string, string>, b: BodyInit = body) => fetch(`${w.url}${path}`, { method: "POST", headers: { authorization: "Bearer s3cret", [TILE_SET_HEADER]: set.id, ...headers }, body: b });
+  try {
+    const refused = async (r: Promise<Response>, status: number, why: RegExp) => {
+      const res = await r;
+      assert.is(res.status, status);
+      assert.match(((await res.json()) as { error: string }).error, why);
+    };
+    await refused(fetch(`${w.url}/v1/tiles/1`, { method: "POST", body }), 401, /bearer token/);
+    await refused(post("/v1/tiles/1", { authorization: "Bearer nope" }), 401, /bearer token/);
+    await refused(post("/v1/tiles/1", { [TILE_SET_HEADER]: "0".repeat(64) }), 409, /same bundle, --forward, --tile-from and --grid/);
+    await refused(post("/v1/tiles/9", {}), 404, /no tile "9" \(the set has 4: 0..3\)/);
+    await refused(post("/v1/tiles/1", {}, body.subarray(1)), 400, /takes \d+ bytes, got \d+/);
+    await refused(post("/v1/tiles/1", {}, new Float32Array(body.length * 2)), 413, /the body is larger/);
+    await refused(post("/v1/tiles/1", { [TILE_BATCH_HEADER]: "0" }), 400, /not an integer in \[1, 16\]/);
+    const ok = await post("/v1/tiles/1", {});
+    assert.is(ok.status, 200);
+    assert.is((await ok.arrayBuffer()).byteLength, tileValues(tile.outputs, 1) * 4, "the tile's outputs, float32");
+    assert.is(w.runs, 1, "only the good request ran");
+  } finally {
+    await w.close();
   }
 });
 
