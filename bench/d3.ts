@@ -13,7 +13,7 @@
 // cloud cross emulated links (runtime/emu: bandwidth,RTT); a two-tier device reaches the cloud
 // over both in series, as its bytes would. Each configuration's cut(s) and bits are the
 // planner's (runtime/plan/tiers.ts) from the bundle's profiles, so every column is chosen by the
-// same model of the same machine. Writes bench/results/d3.md and d3.json.
+// same model of the same machine. Writes bench/results/NAME.md and NAME.json (--name, default d3).
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
@@ -35,6 +35,8 @@ import { table } from "../cli/format.js";
 import { quantile } from "../runtime/common/stats.js";
 import { rng } from "../runtime/common/random.js";
 import { spawn, type ChildProcess } from "node:child_process";
+import ort from "onnxruntime-node";
+import { openSession } from "../runtime/node/session.js";
 
 const { values } = parseArgs({
   options: {
@@ -47,6 +49,7 @@ const { values } = parseArgs({
     ec: { type: "string", default: "5,30" },
     workers: { type: "string", default: "1,2,4" },
     out: { type: "string", default: "/tmp/dyno-bench-d3" },
+    name: { type: "string", default: "d3" },
   },
 });
 const N = Number(values.n);
@@ -105,8 +108,41 @@ const twoTier = relays(() => true);
 console.error(`plans: neurosurgeon ${neurosurgeon.device}; 2-tier dyno ${twoTier.device}`);
 
 // Tilings the edge could hold with K workers: from the input or the first inner cut to each later
-// cut; the span's time estimated as its untiled part plus the largest tile's share of the run,
-// plus 1 ms per tile round trip on loopback.
+// cut. The tiled span's time is profiled like a segment: the parts before and after the run and
+// the slowest tile, each run here (median of 5, after one warm-up) and stretched as the edge is,
+// plus 1 ms for the tiles' round trips on loopback.
+async function spanTime(set: Awaited<ReturnType<typeof buildEdgeTiles>>): Promise<number> {
+  const n = 1;
+  const time = async (bytes: Uint8Array, feeds: Record<string, ort.Tensor>) => {
+    const session = await openSession(bytes);
+    const ms: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      if (i > 0) ms.push(performance.now() - t0);
+    }
+    await session.release();
+    return ms.sort((x, y) => x - y)[2]!;
+  };
+  const zeros = (names: { name: string; dims: number[] }[]) => Object.fromEntries(names.map((x) => [x.name, new ort.Tensor("float32", new Float32Array(x.dims.reduce((p, d) => p * d, 1)), x.dims)]));
+  const inputsOf = async (bytes: Uint8Array) => {
+    const s = await openSession(bytes);
+    const names = [...s.inputNames];
+    await s.release();
+    return names;
+  };
+  let ms = 0;
+  const spanCut = (id: number) => m.cuts.find((c) => c.id === id)!;
+  if (set.before) ms += await time(set.before, zeros((await inputsOf(set.before)).map((name) => ({ name, dims: spanCut(set.from).tensors.find((t) => t.name === name)!.shape.map((d) => (typeof d === "number" ? d : n)) }))));
+  let slowest = 0;
+  for (const tile of set.tiles) {
+    const feeds = zeros(tile.inputs.map((io) => ({ name: io.name, dims: [n, io.channels, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0] })));
+    slowest = Math.max(slowest, await time(tile.model, feeds));
+  }
+  ms += slowest;
+  if (set.after) ms += await time(set.after, zeros((await inputsOf(set.after)).map((name) => ({ name, dims: [n, ...set.runOutputs.find((o) => o.name === name)!.dims] }))));
+  return ms * edgeSlowdown + 1;
+}
 const grids: Record<number, { rows: number; cols: number }> = { 2: { rows: 1, cols: 2 }, 4: { rows: 2, cols: 2 }, 3: { rows: 1, cols: 3 }, 6: { rows: 2, cols: 3 }, 8: { rows: 2, cols: 4 }, 9: { rows: 3, cols: 3 } };
 const tilingCache = new Map<string, Awaited<ReturnType<typeof buildEdgeTiles>>>();
 async function tilingsFor(k: number): Promise<NonNullable<TierSetting["tilings"]>> {
@@ -125,11 +161,7 @@ async function tilingsFor(k: number): Promise<NonNullable<TierSetting["tilings"]
         }
         tilingCache.set(key, set);
       }
-      const spanMacs = m.segments.slice(from.deviceSegments, to.deviceSegments).reduce((x, seg) => x + seg.macs, 0);
-      const span = setting.segmentMs.edge.slice(from.deviceSegments, to.deviceSegments).reduce((x, y) => x + y, 0);
-      const runShare = Math.min(1, set.macs / spanMacs);
-      const largest = Math.max(...set.tiles.map((t) => t.macs)) / set.macs;
-      out.push({ from: from.id, to: to.id, grid: `${grids[k]!.rows}x${grids[k]!.cols}`, workers: k, spanMs: span * (1 - runShare) + span * runShare * largest + 1 });
+      out.push({ from: from.id, to: to.id, grid: `${grids[k]!.rows}x${grids[k]!.cols}`, workers: k, spanMs: await spanTime(set) });
     }
   }
   return out;
@@ -223,7 +255,7 @@ for (const k of ks) {
     linkDE = await startLink({ target: { port: edge.port }, shape: { ...de, name: "device-edge" }, seed: 3 });
     const e = edge;
     const backbone = () => Number(/^dyno_edge_backbone_bytes_total (\d+)/m.exec(e.metrics())?.[1] ?? 0);
-    rows.push(await measure(`3-tier dyno, K = ${k} edge worker${k > 1 ? "s" : " (untiled)"}`, threeTier, urlOf(linkDE), backbone));
+    rows.push(await measure(`3-tier dyno, K = ${k} edge worker${k > 1 ? `s${threeTier.tiling ? "" : " (planned untiled)"}` : " (untiled)"}`, threeTier, urlOf(linkDE), backbone));
     if (tiles && /dyno_edge_untiled_total (\d+)/.exec(e.metrics())?.[1] !== undefined && Number(/dyno_edge_untiled_total (\d+)/.exec(e.metrics())![1]) > 0) throw new Error("the edge ran untiled: a worker failed");
   } finally {
     await linkDE?.close();
@@ -275,7 +307,7 @@ const setup = `${name} (${(m.model.totalMacs / 1e6).toFixed(0)} M MACs); device:
 const header = ["configuration", "plan (cut-bits)", "latency p50 ms (p25-p75)", "planned ms", "device -> bytes", "backbone bytes"];
 const body = rows.map((r) => [r.config, r.plan, `${ms(r.latency.p50)} (${ms(r.latency.p25)}-${ms(r.latency.p75)})`, ms(r.planned), r.deviceBytes.toFixed(0), r.backboneBytes.toFixed(0)]);
 const md = [
-  "# D3: three tiers (`npm run bench -- d3`)",
+  `# D3: three tiers (\`npm run bench -- d3 ${process.argv.slice(2).join(" ")}\`)`,
   "",
   setup + ".",
   edgeNotes.length ? `Edge tilings: ${edgeNotes.join("; ")}.` : "No plan used the edge workers' tiles.",
@@ -288,6 +320,6 @@ const md = [
   "",
 ].join("\n");
 mkdirSync("bench/results", { recursive: true });
-writeFileSync("bench/results/d3.md", md);
-writeFileSync("bench/results/d3.json", JSON.stringify({ setup, rows, latencyRatio, backboneRatio, trace, measuredAt: new Date().toISOString() }, null, 2) + "\n");
+writeFileSync(`bench/results/${values.name}.md`, md);
+writeFileSync(`bench/results/${values.name}.json`, JSON.stringify({ setup, rows, latencyRatio, backboneRatio, trace, measuredAt: new Date().toISOString() }, null, 2) + "\n");
 console.log(md);

@@ -255,7 +255,7 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
     if (options.tiers.length !== 3) throw new UsageError(`--tiers: ${options.tiers.length} tiers; dyno profiles chains of two crossings (three tiers, e.g. device,edge,cloud)`);
     where.stage = "profiling chains of two crossings";
     const t1 = performance.now();
-    const { chains, samples } = await profileChains(options.out, segments.map((s) => s.graph.file), manifestCuts, variants, cal, run, metric, reference.refs, reference.samples, float32Value, maxDrop);
+    const { chains, samples } = await profileChains(options.out, segments.map((s) => s.graph.file), manifestCuts, variants, cal, run, metric, reference.refs, reference.samples, float32Value, maxDrop, log);
     tiers = { names: options.tiers, samples, chains };
     log(`tiers ${options.tiers.join(" > ")}: ${chains.length} chains of two crossings profiled on ${samples} samples in ${((performance.now() - t1) / 1000).toFixed(1)} s, ${chains.filter((c) => c.admissible).length} admissible`);
   }
@@ -302,7 +302,7 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
  * (the lossless stage does not change values). Per calibration batch the float run is done once,
  * each v1 once, each (v1, v2) once: cuts^2 x bits^2 tails in all.
  */
-async function profileChains(dir: string, files: string[], cuts: Manifest["cuts"], variants: Variant[], cal: Calibration, run: RunShape, metric: Metric, refs: unknown[], reference: number[][], float32Value: number, maxDrop: number): Promise<{ chains: Chain[]; samples: number }> {
+async function profileChains(dir: string, files: string[], cuts: Manifest["cuts"], variants: Variant[], cal: Calibration, run: RunShape, metric: Metric, refs: unknown[], reference: number[][], float32Value: number, maxDrop: number, log: (line: string) => void): Promise<{ chains: Chain[]; samples: number }> {
   const sessions = [];
   for (const f of files) sessions.push(await openSession(join(dir, f), { threads: cpus().length }));
   const cutOf = (v: Variant) => cuts.find((c) => c.id === v.cut)!;
@@ -330,11 +330,23 @@ async function profileChains(dir: string, files: string[], cuts: Manifest["cuts"
     return out;
   };
   const count = Math.min(cal.count, CHAIN_SAMPLES);
+  const firsts = new Set(pairs.map((p) => p[0]));
+  const t0 = performance.now();
+  let told = t0;
+  let done = 0;
+  const steps = Math.ceil(count / run.batch) * firsts.size;
+  log(`tiers: profiling ${pairs.length} chains of two crossings on ${count} samples`);
   for (const [start, n] of batches(count, run)) {
     const x = inputTensor(cal.batch(start, n), run.perSample, n);
     const float: Record<string, ort.Tensor> = { [run.inputName]: x };
     await runChain(sessions, float);
-    for (const v1 of new Set(pairs.map((p) => p[0]))) {
+    for (const v1 of firsts) {
+      if (performance.now() - told > 15_000) {
+        told = performance.now();
+        const s = (told - t0) / 1000;
+        log(`tiers: ${done}/${steps} (device variant, batch) steps, ${s.toFixed(0)} s elapsed, ~${((s / Math.max(1, done)) * (steps - done)).toFixed(0)} s left`);
+      }
+      done++;
       const mid: Record<string, ort.Tensor> = roundTrip(float, v1, n);
       const last = Math.max(...pairs.filter((p) => p[0] === v1).map((p) => cutOf(p[1]).deviceSegments));
       await runChain(sessions.slice(cutOf(v1).deviceSegments, last), mid, cutOf(v1).deviceSegments);
