@@ -21,6 +21,7 @@ import { until } from "./helpers/waits.js";
 import { startCli, type CliProcess } from "./helpers/processes.js";
 import { buildEdgeTiles } from "../cli/edge-tiles.js";
 import { startTileWorker } from "../runtime/cloud/tile-worker.js";
+import { startLink } from "../runtime/emu/link.js";
 import { TILE_BATCH_HEADER, TILE_SET_HEADER, tileValues } from "../runtime/common/tiles.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dyno-edge-"));
@@ -206,6 +207,52 @@ edge("an edge worker refuses what it cannot run, with a reason, and keeps servin
     assert.is(w.runs, 1, "only the good request ran");
   } finally {
     await w.close();
+  }
+});
+
+edge("--forward auto: the edge moves its own boundary with the backbone (forwards on a fast one, finishes on a slow one); the device's variant is kept; answers exact", async () => {
+  const cloud = await startServer({ bundle, port: 0, workers: 1, threads: 1 });
+  const backbone = await startLink({ target: { port: cloud.port }, shape: { bandwidthMbps: 200, rttMs: 1 }, seed: 1 });
+  const prof = bundle.manifest.profiles.find((p) => p.role === "cloud")!;
+  // The edge is emulated 50x slower than the profile, the cloud runs at its speed: on a fast
+  // backbone the cloud should do the work, on a 0.1 Mbit/s one with 300 ms RTT the edge.
+  const mid = await startServer({ bundle, port: 0, workers: 1, threads: 1, edge: { cloud: `http://127.0.0.1:${backbone.port}`, forward: "auto", slowdown: 50, timeoutMs: 20_000, auto: { segmentMs: prof.segments.map((t) => t.meanMs), codecMs: {}, prior: { bandwidthMbps: 200, rttMs: 1 } } } });
+  const device = await createDevice({ bundle, cloud: mid.url, variant: first.id, bandwidthProbe: false, profile: false, timeoutMs: 30_000 });
+  const finished = () => metricValue(mid, "dyno_edge_finished_total");
+  const forwarded = () => metricValue(mid, "dyno_edge_forwarded_total");
+  try {
+    // The edge starts from the profile's speed (it may finish the first request itself, which is
+    // how it measures that it is slower), then forwards.
+    let settled = 0;
+    for (let i = 0; i < 8; i++) {
+      if (i === 2) settled = forwarded();
+      const r = await device.infer(cal.batch(i, 1));
+      assert.is(r.variant, first.id, "the device's variant is the device's");
+    }
+    assert.is(forwarded() - settled, 6, `on the fast backbone the requests go on to the cloud once the edge has timed itself (${finished()} finished on the edge)`);
+    backbone.setShape({ bandwidthMbps: 0.1, rttMs: 300 });
+    const before = finished();
+    const results: { i: number; r: Inference; finishedBefore: number }[] = [];
+    for (let i = 8; i < 24; i++) {
+      const f = finished();
+      results.push({ i, r: await device.infer(cal.batch(i, 1)), finishedBefore: f });
+    }
+    const late = finished() - before;
+    assert.ok(late >= 10, `on the slow backbone the edge finished ${late} of 16 requests itself (forwarded ${forwarded() - settled - 6})`);
+    // The last 6 all finished on the edge: it settled, and did not go back to the slow cloud.
+    assert.ok(finished() - results[results.length - 6]!.finishedBefore === 6, "the edge stays on its plan");
+    for (const { i, r } of results.slice(-6)) {
+      assert.not.ok(r.fellBack);
+      const t = new ort.Tensor("float32", cal.batch(i, 1), perSampleDims(bundle.manifest.model.inputs[0]!.shape));
+      const d = await local.device(first.id, t);
+      if (d.kind !== "split") throw new Error("expected a split variant");
+      assert.equal(Array.from(r.outputs[out()]!.data), Array.from((await local.cloud(first.id, d.payloads)).outputs[out()]!.data as Float32Array), `#${i}: the edge's answer is the variant's, bit for bit`);
+    }
+  } finally {
+    await device.close();
+    await mid.close();
+    await backbone.close();
+    await cloud.close();
   }
 });
 

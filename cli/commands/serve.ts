@@ -50,8 +50,11 @@ export const serve: Command = {
     "                                 when the cloud fails the edge finishes the model itself. edge-worker: hold the",
     "                                 tiles of an edge's span and run the ones the edge sends (HTTP, same token)",
     "  --cloud URL                    with --role edge: the cloud server (http://host:port; the edge speaks WebSocket to it)",
-    "  --forward VARIANT              with --role edge: the variant sent to the cloud (`dyno inspect`-style id, e.g.",
-    "                                 c12-b4-zstd: its cut ends the edge's part, its codec packs the backbone)",
+    "  --forward VARIANT|auto         with --role edge: the variant sent to the cloud (`dyno inspect`-style id, e.g.",
+    "                                 c12-b4-zstd: its cut ends the edge's part, its codec packs the backbone).",
+    "                                 auto: planned per request for the device's variant from the bundle's profile,",
+    "                                 the edge's and the cloud's measured speed and the backbone's measured",
+    "                                 bandwidth and RTT (D3's partial re-adjustment; moves on a gain over 10%)",
     "  --cloud-token-file F           with --role edge: the cloud's token",
     "  --edge-workers URL,...         with --role edge: edge-worker processes (http://host:port) to scatter the tiles",
     "                                 of the span --tile-from .. --forward's cut to; a tile whose worker fails goes to",
@@ -145,17 +148,31 @@ export const serve: Command = {
       if (!values.cloud || !values.forward) throw new UsageError("--role edge needs --cloud URL and --forward VARIANT");
       const url = values.cloud as string;
       if (!/^(https?|wss?):\/\/[^/\s]+\/?$/.test(url)) throw new UsageError(`--cloud "${url}" is not a server URL (http://host:port)`);
-      const v = forwardVariant();
-      if (!v.admissible) console.error(`dyno serve: --forward ${v.id} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
-      edge = { cloud: url, forward: v.id, slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
-      if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
-      if (values["edge-workers"] !== undefined) {
-        const workers = (values["edge-workers"] as string).split(",").map((w) => w.trim().replace(/\/$/, ""));
-        for (const w of workers) if (!/^https?:\/\/[^/\s]+$/.test(w)) throw new UsageError(`--edge-workers: "${w}" is not a worker URL (http://host:port)`);
-        const set = await tileSet();
-        await checkEdgeWorkers(workers, set.id, token);
-        edge.tiles = { set, workers, token };
-        console.error(`dyno serve: edge ${tileSetText(set)} on ${workers.length} worker(s)`);
+      if (values.forward === "auto") {
+        if (values["edge-workers"] !== undefined) throw new UsageError("--forward auto goes without --edge-workers (the tiled span needs a fixed end: give --forward VARIANT)");
+        const m = bundle.manifest;
+        const prof = (role: "device" | "cloud") => m.profiles.find((p) => p.role === role) ?? m.profiles[0]!;
+        edge = {
+          cloud: url, forward: "auto", slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string),
+          auto: {
+            segmentMs: prof("cloud").segments.map((t) => t.meanMs),
+            codecMs: Object.fromEntries(m.variants.map((v) => [v.id, (prof("device").codec[v.id]?.meanMs ?? 0) + (prof("cloud").codec[v.id]?.meanMs ?? 0)])),
+            prior: { bandwidthMbps: 15, rttMs: 50 },
+          },
+        };
+      } else {
+        const v = forwardVariant();
+        if (!v.admissible) console.error(`dyno serve: --forward ${v.id} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
+        edge = { cloud: url, forward: v.id, slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
+        if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
+        if (values["edge-workers"] !== undefined) {
+          const workers = (values["edge-workers"] as string).split(",").map((w) => w.trim().replace(/\/$/, ""));
+          for (const w of workers) if (!/^https?:\/\/[^/\s]+$/.test(w)) throw new UsageError(`--edge-workers: "${w}" is not a worker URL (http://host:port)`);
+          const set = await tileSet();
+          await checkEdgeWorkers(workers, set.id, token);
+          edge.tiles = { set, workers, token };
+          console.error(`dyno serve: edge ${tileSetText(set)} on ${workers.length} worker(s)`);
+        }
       }
     }
     let page: Page | null = null;
@@ -194,7 +211,7 @@ export const serve: Command = {
       edge,
     });
     const m = server.manifest;
-    console.log(`dyno serve: bundle ${m.model.name} (${m.variants.length} variants) on ${server.url} (ws ${WS_PATH}, http POST ${INFER_PATH})${edge ? `, edge: forwarding ${edge.forward} to ${edge.cloud}` : ""}`);
+    console.log(`dyno serve: bundle ${m.model.name} (${m.variants.length} variants) on ${server.url} (ws ${WS_PATH}, http POST ${INFER_PATH})${edge ? `, edge: forwarding ${edge.forward === "auto" ? "as planned per request" : edge.forward} to ${edge.cloud}` : ""}`);
     if (page) {
       await page.start(server.host, server.port);
       allowOrigins.push(server.url); // the page calls the links' ports: other origins

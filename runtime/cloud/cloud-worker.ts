@@ -10,12 +10,15 @@ import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Executor, PayloadError } from "../exec/executor.js";
 import type { OutputTensor, Payload } from "../common/protocol.js";
 import type { Variant } from "../common/manifest.js";
-import type { EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
+import type { EdgeAutoConfig, EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
 import { connectCloud, type CloudClient } from "../node/client.js";
 import { openSession } from "../node/session.js";
 import onnx from "onnxruntime-node";
 import { sliceRegion, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, tileValues } from "../common/tiles.js";
 import type { Cut } from "../common/manifest.js";
+import { planTiers, tierSpace, type TierSetting } from "../plan/tiers.js";
+import { initLink, updateLink } from "../plan/estimators.js";
+import type { CloudReply } from "../node/client.js";
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -81,8 +84,9 @@ async function stretch(slowdown: number, ms: number): Promise<number> {
 interface EdgeRunner {
   slowdown: number;
   executor: Executor;
-  /** The variant sent to the cloud (config.forward). */
-  forward: Variant;
+  /** The variant sent to the cloud (config.forward), or the planner's choice for a device variant. */
+  forward: (v: Variant) => Variant;
+  auto: AutoPlanner | null;
   client: () => CloudClient;
   drop: () => void;
   tiles: TileRunner | null;
@@ -90,12 +94,16 @@ interface EdgeRunner {
 
 async function edgeRunner(executor: Executor, config: EdgeConfig, threads: number): Promise<EdgeRunner> {
   let client: CloudClient | null = null;
+  const connect = () => (client ??= connectCloud({ url: config.cloud, model: executor.manifest.model.sha256, token: config.token, timeoutMs: config.timeoutMs ?? 10_000 }));
+  const auto = config.forward === "auto" ? autoPlanner(executor, config.auto!, () => connect().probe(16 * 1024), () => connect().ping()) : null;
+  const fixed = auto ? null : executor.bundle.variant(config.forward);
   return {
     slowdown: config.slowdown ?? 1,
     executor,
     tiles: config.tiles ? await tileRunner(executor, config.tiles, threads) : null,
-    forward: executor.bundle.variant(config.forward),
-    client: () => (client ??= connectCloud({ url: config.cloud, model: executor.manifest.model.sha256, token: config.token, timeoutMs: config.timeoutMs ?? 10_000 })),
+    forward: (v) => (auto ? auto.choose(v) : fixed!),
+    auto,
+    client: connect,
     drop: () => {
       void client?.close().catch(() => {});
       client = null;
@@ -105,11 +113,12 @@ async function edgeRunner(executor: Executor, config: EdgeConfig, threads: numbe
 
 async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promise<void> {
   try {
-    const { executor, forward: fv } = e;
+    const { executor } = e;
     const payloads = payloadsOf(m);
     const v = executor.bundle.variant(m.variant);
     const c1 = executor.cutOf(v);
     if (c1.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the edge has nothing to run`);
+    const fv = e.forward(v);
     const c2 = executor.cutOf(fv);
     let decodeMs = 0;
     let segmentMs = 0;
@@ -128,7 +137,9 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
         tiles = await runTiledSpan(t, pool as Record<string, ort.Tensor>, e.slowdown);
         segmentMs += performance.now() - t1;
       } else {
-        segmentMs += await stretch(e.slowdown, (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0));
+        const ms = await stretch(e.slowdown, (await executor.runSegments(c1.deviceSegments, c2.deviceSegments, pool)).reduce((a, b) => a + b, 0));
+        e.auto?.edgeRan(c1.deviceSegments, c2.deviceSegments, ms);
+        segmentMs += ms;
       }
       if (c2.kind !== "output") {
         sendVariant = fv;
@@ -138,10 +149,12 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promi
     const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false, ...(tiles ? { tiles } : {}) };
     let outputs;
     if (pool && c2.kind === "output") {
+      if (e.auto) edge.finished = true;
       outputs = outputNames.map((name) => toOutput(name, pool![name]));
     } else {
       try {
         const reply = await e.client().infer({ variant: sendVariant, payloads: sendPayloads });
+        e.auto?.cloudReplied(reply, sendVariant);
         edge.forwarded = sendVariant.id;
         edge.backboneBytes = reply.bytesSent;
         outputs = outputNames.map((name) => {
@@ -279,4 +292,94 @@ async function scatterTile(t: TileRunner, i: number, n: number, pool: Record<str
     }
   }
   return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --forward auto: the edge's boundary, re-planned per request with the device's variant kept
+// (runtime/plan/tiers.ts readjust's edge-cloud case), from measured speeds and the backbone.
+
+interface AutoPlanner {
+  choose(v: Variant): Variant;
+  /** The edge ran segments [from, to) in `ms` (stretched, when emulated slower). */
+  edgeRan(from: number, to: number, ms: number): void;
+  cloudReplied(reply: CloudReply, sent: Variant): void;
+}
+
+function autoPlanner(executor: Executor, c: EdgeAutoConfig, probe: () => Promise<{ rttMs: number; serialMs: number; bytes: number }>, ping: () => Promise<number>): AutoPlanner {
+  const m = executor.manifest;
+  const space = tierSpace(m);
+  const output = m.variants.find((v) => executor.cutOf(v).kind === "output") ?? null;
+  let link = initLink(c.prior);
+  const ratio = { edge: 1, cloud: 1, edgeSamples: 0, cloudSamples: 0 };
+  let lastCloudAt = -Infinity;
+  let probing = false;
+  const current = new Map<string, string | null>();
+  const profiled = (from: number, to: number) => c.segmentMs.slice(from, to).reduce((a, b) => a + b, 0);
+  const setting = (): TierSetting => ({
+    segmentMs: { device: c.segmentMs.map(() => 0), edge: c.segmentMs.map((x) => x * ratio.edge), cloud: c.segmentMs.map((x) => x * ratio.cloud) },
+    codecMs: { edgeCloud: c.codecMs },
+    links: { deviceEdge: { bandwidthMbps: 1000, rttMs: 0 }, edgeCloud: { bandwidthMbps: link.bandwidthBps / 1e6, rttMs: link.rttMs } },
+  });
+  // The backbone is measured by what crosses it; while nothing does (the edge finishing), or when
+  // the estimate went stale, a probe every 5 s keeps it current.
+  const maybeProbe = () => {
+    if (probing || (performance.now() - lastCloudAt < 5000 && link.bandwidthStale === undefined)) return;
+    probing = true;
+    lastCloudAt = performance.now();
+    probe().then(
+      (p) => void (link = updateLink(link, { probe: true, rttMs: p.rttMs, bytes: p.bytes, serialMs: p.serialMs })),
+      () => {},
+    ).finally(() => (probing = false));
+  };
+  // A transfer's time is bandwidth and RTT together: while the RTT estimate is in doubt (a sample
+  // off it, unconfirmed) transfers are no bandwidth samples, so the RTT is asked again (a ping)
+  // at once, and every 2 s anyway.
+  let pinging = false;
+  let lastPingAt = -Infinity;
+  const maybePing = () => {
+    if (pinging || (!link.suspect && performance.now() - lastPingAt < 2000)) return;
+    pinging = true;
+    lastPingAt = performance.now();
+    ping().then(
+      (ms) => void (link = updateLink(link, { rttMs: ms })),
+      () => {},
+    ).finally(() => (pinging = false));
+  };
+  const ewma = (old: number, x: number, n: number) => (n === 0 ? x : old + 0.3 * (x - old));
+  return {
+    choose(v) {
+      maybeProbe();
+      const s = setting();
+      let best;
+      try {
+        best = planTiers(space, s, { device: v.id }).plan;
+      } catch {
+        return v; // the device's variant is not in the plan space (not admissible): relay it
+      }
+      const kept = current.get(v.id);
+      if (kept !== undefined && kept !== best.edge) {
+        try {
+          const now = planTiers(space, s, { device: v.id, edge: kept }).plan;
+          if (best.latencyMs > now.latencyMs * 0.9) best = now; // under 10% better: stay
+        } catch {
+          // the kept plan is no longer admissible: move
+        }
+      }
+      current.set(v.id, best.edge);
+      if (best.edge === null) return output ?? v;
+      return executor.bundle.variant(best.edge);
+    },
+    edgeRan(from, to, ms) {
+      const p = profiled(from, to);
+      if (p > 0.05 && ms > 0) ratio.edge = ewma(ratio.edge, ms / p, ratio.edgeSamples++);
+    },
+    cloudReplied(reply, sent) {
+      lastCloudAt = performance.now();
+      const transferMs = Math.max(0, reply.wallMs - reply.timing.totalMs);
+      link = updateLink(link, { bytes: reply.bytesSent, seconds: transferMs / 1000 });
+      maybePing();
+      const p = profiled(executor.cutOf(sent).deviceSegments, m.segments.length);
+      if (p > 0.05 && reply.timing.segmentMs > 0) ratio.cloud = ewma(ratio.cloud, reply.timing.segmentMs / p, ratio.cloudSamples++);
+    },
+  };
 }

@@ -297,6 +297,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     backboneBytes: registry.counter("dyno_edge_backbone_bytes_total", "Edge role: bytes sent to the cloud (the backbone)."),
     edgeTiles: registry.counter("dyno_edge_tiles_total", "Edge role: tiles run on edge workers, by worker."),
     edgeTileFailures: registry.counter("dyno_edge_tile_failures_total", "Edge role: tile requests that failed (retried on another worker), by worker."),
+    edgeFinished: registry.counter("dyno_edge_finished_total", "Edge role, --forward auto: requests the edge finished itself because its plan said so."),
     edgeUntiled: registry.counter("dyno_edge_untiled_total", "Edge role: requests whose tiled span the edge ran untiled because no worker answered a tile."),
     paused: registry.gauge("dyno_ws_paused", "WebSocket connections not read from while their peer does not read its replies."),
   };
@@ -335,6 +336,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
         if (answered) return;
         const queueMs = (job.startedAt ?? arrived) - arrived;
         if (r.edge?.forwarded) m.edgeForwarded.add({ variant: r.edge.forwarded });
+        if (r.edge?.finished) m.edgeFinished.add({});
         if (r.edge?.fallback) {
           m.edgeFallbacks.add({});
           log("edge fallbacks", "-", `dyno serve: the cloud failed; the edge finished a request of ${valid.variant.id} itself`);

@@ -43,14 +43,32 @@ export interface EdgeConfig {
   /** The cloud server: http(s)://host:port (spoken to over WebSocket) or ws(s)://host:port. */
   cloud: string;
   token?: string;
-  /** The variant the edge sends to the cloud: its cut is the edge's end, its codec the backbone's. */
+  /** The variant the edge sends to the cloud: its cut is the edge's end, its codec the backbone's; "auto": planned per request (`auto`). */
   forward: string;
+  /** With forward "auto": the profiles the edge plans from (it measures its own speed, the cloud's and the backbone's). */
+  auto?: EdgeAutoConfig;
   /** Per request to the cloud; past it the edge finishes the request itself. */
   timeoutMs?: number;
   /** Tiles of the edge's span, scattered to edge-worker processes (`--edge-workers`). */
   tiles?: EdgeTilesConfig;
   /** Benchmarks: emulate an edge this many times slower than this machine (each compute step is stretched). */
   slowdown?: number;
+}
+
+/**
+ * `--forward auto`: D3's partial re-adjustment at the edge's own boundary. For each request (its
+ * device variant fixed) the edge plans its forward variant with the three-tier planner from the
+ * bundle's profiled segment times scaled by what it measures: its own segment runs, the cloud's
+ * reported times, and the backbone's bandwidth and RTT (its transfers, and a probe when it has not
+ * sent for a while). It moves only when the plan gains over 10%.
+ */
+export interface EdgeAutoConfig {
+  /** Profiled ms per segment (the bundle's, usually the compile machine's). */
+  segmentMs: number[];
+  /** Profiled encode + decode ms per variant id. */
+  codecMs: Record<string, number>;
+  /** The backbone before any measurement. */
+  prior: { bandwidthMbps: number; rttMs: number };
 }
 
 export interface EdgeTilesConfig {
@@ -79,6 +97,8 @@ export interface EdgeTileRun {
 export interface EdgeRun {
   /** The variant sent to the cloud ("" when the edge finished the request itself). */
   forwarded: string;
+  /** With --forward auto, when the edge finished the request because its plan said so (not a failure). */
+  finished?: boolean;
   /** Bytes sent to the cloud (edge -> cloud, the backbone). */
   backboneBytes: number;
   /** The cloud failed (down, timed out, refused) and the edge ran the rest of the model. */
