@@ -87,6 +87,21 @@ t("links decide where the boundaries go; a fast tiling is used; inadmissible cha
   }
 });
 
+t("each objective's plan is the best by its own measure: latency, throughput (pipelined), backbone bytes", () => {
+  const space = tierSpace(manifest());
+  const rand = rng(5);
+  for (let k = 0; k < 30; k++) {
+    const s = setting(0.5 + rand() * 300, 0.5 + rand() * 300);
+    const lat = planTiers(space, s, {}, "latency").plan;
+    const thr = planTiers(space, s, {}, "throughput").plan;
+    const bb = planTiers(space, s, {}, "backbone-bytes").plan;
+    for (const p of [thr, bb]) assert.ok(lat.latencyMs <= p.latencyMs + 1e-9, `step ${k}: latency plan ${lat.latencyMs} vs ${p.latencyMs}`);
+    for (const p of [lat, bb]) assert.ok(thr.throughputPerS >= p.throughputPerS - 1e-9, `step ${k}: throughput plan ${thr.throughputPerS} vs ${p.throughputPerS}`);
+    for (const p of [lat, thr]) assert.ok(bb.backboneBytes <= p.backboneBytes, `step ${k}: backbone plan ${bb.backboneBytes} vs ${p.backboneBytes}`);
+    assert.is(bb.backboneBytes, 0, "the edge or the device can always finish: no backbone bytes at all");
+  }
+});
+
 t("partial re-adjustment keeps the other boundary, costs fewer evaluations, and is never better than a full plan", () => {
   const space = tierSpace(manifest());
   const rand = rng(11);

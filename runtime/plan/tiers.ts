@@ -9,6 +9,9 @@
 //           + encode(v2) + bytes(v2) * 8 / bw(edge-cloud) + rtt(edge-cloud) + decode(v2)
 //           + cloud [c2, n)
 //
+// Objectives: latency (ties: fewer backbone bytes), throughput (the tiers pipelined: the slowest
+// of device, each link's serialisation, edge and cloud), or backbone bytes (ties: latency).
+//
 // Plans: v1 at any cut (the output cut: device-only, nothing crosses); v2 after c1 (the edge runs
 // between), equal to v1 (the edge relays what the device sent), or none (the edge finishes). A
 // pair is admissible when the manifest's chains (`compile --tiers`) say so; without chains, when
@@ -49,6 +52,8 @@ export interface TierPlan {
   grid: string | null;
   tiling: EdgeTiling | null;
   latencyMs: number;
+  /** Inferences per second with the tiers pipelined: 1 / the slowest stage (RTTs overlap). */
+  throughputPerS: number;
   parts: { deviceMs: number; deviceEdgeMs: number; edgeMs: number; edgeCloudMs: number; cloudMs: number };
   deviceBytes: number;
   backboneBytes: number;
@@ -95,7 +100,7 @@ function evaluate(space: TierSpace, s: TierSetting, a: TierSpace["variants"][num
   const n = space.manifest.segments.length;
   const deviceMs = sum(s.segmentMs.device, 0, a.at) + (a.output ? 0 : s.codecMs?.deviceEdge?.[a.v.id] ?? 0);
   const deviceBytes = a.output ? 0 : a.v.wire.meanBytes;
-  if (a.output) return { device: a.v.id, edge: null, grid: null, tiling: null, latencyMs: deviceMs, parts: { deviceMs, deviceEdgeMs: 0, edgeMs: 0, edgeCloudMs: 0, cloudMs: 0 }, deviceBytes: 0, backboneBytes: 0, profiled: true };
+  if (a.output) return { device: a.v.id, edge: null, grid: null, tiling: null, latencyMs: deviceMs, throughputPerS: 1000 / Math.max(deviceMs, 1e-6), parts: { deviceMs, deviceEdgeMs: 0, edgeMs: 0, edgeCloudMs: 0, cloudMs: 0 }, deviceBytes: 0, backboneBytes: 0, profiled: true };
   const deviceEdgeMs = linkMs(s.links.deviceEdge, deviceBytes);
   const end = b ? b.at : n;
   let edgeMs: number;
@@ -114,6 +119,7 @@ function evaluate(space: TierSpace, s: TierSetting, a: TierSpace["variants"][num
     grid: tiling ? `${tiling.grid} on ${tiling.workers}` : null,
     tiling,
     latencyMs: deviceMs + deviceEdgeMs + edgeMs + edgeCloudMs + cloudMs,
+    throughputPerS: 1000 / Math.max(deviceMs, deviceEdgeMs - s.links.deviceEdge.rttMs, edgeMs, b ? edgeCloudMs - s.links.edgeCloud.rttMs : 0, cloudMs, 1e-6),
     parts: { deviceMs, deviceEdgeMs, edgeMs, edgeCloudMs, cloudMs },
     deviceBytes,
     backboneBytes,
@@ -121,13 +127,25 @@ function evaluate(space: TierSpace, s: TierSetting, a: TierSpace["variants"][num
   };
 }
 
-const better = (x: TierPlan, y: TierPlan | null) => !y || x.latencyMs < y.latencyMs - 1e-9 || (Math.abs(x.latencyMs - y.latencyMs) <= 1e-9 && x.backboneBytes < y.backboneBytes);
+/** What the planner minimises: end-to-end latency, or the pipeline's slowest stage, or backbone bytes (then latency). */
+export type TierObjective = "latency" | "throughput" | "backbone-bytes";
+
+const score = (p: TierPlan, o: TierObjective): [number, number] =>
+  o === "latency" ? [p.latencyMs, p.backboneBytes] : o === "throughput" ? [1 / p.throughputPerS, p.latencyMs] : [p.backboneBytes, p.latencyMs];
+
+const betterFor = (o: TierObjective) => (x: TierPlan, y: TierPlan | null) => {
+  if (!y) return true;
+  const [a1, a2] = score(x, o);
+  const [b1, b2] = score(y, o);
+  return a1 < b1 - 1e-9 * Math.max(1, Math.abs(b1)) || (Math.abs(a1 - b1) <= 1e-9 * Math.max(1, Math.abs(b1)) && a2 < b2);
+};
 
 /**
  * The best plan, exhaustively; `fixed` pins the device's variant or the edge's (partial
  * re-adjustment searches the other). Throws when nothing is admissible under the pins.
  */
-export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: string; edge?: string | null } = {}): PlanResult {
+export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: string; edge?: string | null } = {}, objective: TierObjective = "latency"): PlanResult {
+  const better = betterFor(objective);
   let best: TierPlan | null = null;
   let evaluated = 0;
   const firsts = fixed.device === undefined ? space.variants : space.variants.filter((x) => x.v.id === fixed.device);
@@ -165,6 +183,8 @@ export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: st
   return { plan: best, evaluated };
 }
 
+const planAll = (sp: TierSpace, st: TierSetting, fixed: { device?: string; edge?: string | null }, o: TierObjective) => planTiers(sp, st, fixed, o);
+
 /**
  * D3's partial re-adjustment: after a change, move only the boundary next to it. A change of the
  * device-edge link or of the device re-plans the device's variant with the edge's kept; a change
@@ -173,7 +193,8 @@ export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: st
  * boundaries touch, re-plans both. Falls back to a full plan when the kept half no longer admits
  * any plan.
  */
-export function readjust(space: TierSpace, s: TierSetting, previous: TierPlan, changed: TierChange): PlanResult {
+export function readjust(space: TierSpace, s: TierSetting, previous: TierPlan, changed: TierChange, objective: TierObjective = "latency"): PlanResult {
+  const planTiers = (sp: TierSpace, st: TierSetting, fixed: { device?: string; edge?: string | null } = {}) => planAll(sp, st, fixed, objective);
   if (changed === "edge") return planTiers(space, s);
   const device = space.variants.find((x) => x.v.id === previous.device);
   const relay = previous.edge !== null && previous.edge === previous.device;
