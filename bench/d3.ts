@@ -145,6 +145,7 @@ async function spanTime(set: Awaited<ReturnType<typeof buildEdgeTiles>>): Promis
 }
 const grids: Record<number, { rows: number; cols: number }> = { 2: { rows: 1, cols: 2 }, 4: { rows: 2, cols: 2 }, 3: { rows: 1, cols: 3 }, 6: { rows: 2, cols: 3 }, 8: { rows: 2, cols: 4 }, 9: { rows: 3, cols: 3 } };
 const tilingCache = new Map<string, Awaited<ReturnType<typeof buildEdgeTiles>>>();
+const plannedSpan = new Map<string, number>();
 async function tilingsFor(k: number): Promise<NonNullable<TierSetting["tilings"]>> {
   if (k < 2) return [];
   const out: NonNullable<TierSetting["tilings"]> = [];
@@ -161,7 +162,9 @@ async function tilingsFor(k: number): Promise<NonNullable<TierSetting["tilings"]
         }
         tilingCache.set(key, set);
       }
-      out.push({ from: from.id, to: to.id, grid: `${grids[k]!.rows}x${grids[k]!.cols}`, workers: k, spanMs: await spanTime(set) });
+      const spanMs = plannedSpan.get(key) ?? (await spanTime(set));
+      plannedSpan.set(key, spanMs);
+      out.push({ from: from.id, to: to.id, grid: `${grids[k]!.rows}x${grids[k]!.cols}`, workers: k, spanMs });
     }
   }
   return out;
@@ -180,16 +183,25 @@ interface Row {
   deviceBytes: number;
   backboneBytes: number;
   planned: number;
+  /** The tiled span's time per inference by stage, ms (edge metrics), when tiled. */
+  span?: Record<string, number>;
+  plannedSpan?: number;
 }
 const rows: Row[] = [];
+const spanStages = (text: string): Record<string, number> => {
+  const out: Record<string, number> = {};
+  for (const mm of text.matchAll(/^dyno_edge_tiled_span_seconds_total\{stage="(\w+)"\} ([\d.e+-]+)/gm)) out[mm[1]!] = Number(mm[2]) * 1000;
+  return out;
+};
 
-async function measure(config: string, plan: TierPlan, url: string, backbone: () => number): Promise<Row> {
+async function measure(config: string, plan: TierPlan, url: string, backbone: () => number, stages?: () => Record<string, number>): Promise<Row> {
   const device = await createDevice({ bundle, cloud: url, variant: plan.device, slowdown, bandwidthProbe: false, profile: false, timeoutMs: 30_000 });
   const lat: number[] = [];
   let bytes = 0;
   try {
     for (let i = 0; i < 3; i++) await device.infer(cal.batch(i, 1)); // warm-up: sessions, sockets
     const b0 = backbone();
+    const s0 = stages?.() ?? {};
     for (let i = 0; i < N; i++) {
       const r = await device.infer(cal.batch(i % cal.count, 1));
       if (r.fellBack) throw new Error(`${config}: inference ${i} fell back on the device (${r.fallback})`);
@@ -205,6 +217,10 @@ async function measure(config: string, plan: TierPlan, url: string, backbone: ()
       backboneBytes: (backbone() - b0) / N,
       planned: plan.latencyMs,
     };
+    if (stages) {
+      const s1 = stages();
+      if (Object.keys(s1).length) row.span = Object.fromEntries(Object.entries(s1).map(([k, v]) => [k, (v - (s0[k] ?? 0)) / N]));
+    }
     console.error(`${config}: p50 ${row.latency.p50.toFixed(1)} ms, backbone ${row.backboneBytes.toFixed(0)} B/inference`);
     return row;
   } finally {
@@ -255,7 +271,8 @@ for (const k of ks) {
     linkDE = await startLink({ target: { port: edge.port }, shape: { ...de, name: "device-edge" }, seed: 3 });
     const e = edge;
     const backbone = () => Number(/^dyno_edge_backbone_bytes_total (\d+)/m.exec(e.metrics())?.[1] ?? 0);
-    rows.push(await measure(`3-tier dyno, K = ${k} edge worker${k > 1 ? `s${threeTier.tiling ? "" : " (planned untiled)"}` : " (untiled)"}`, threeTier, urlOf(linkDE), backbone));
+    rows.push(await measure(`3-tier dyno, K = ${k} edge worker${k > 1 ? `s${threeTier.tiling ? "" : " (planned untiled)"}` : " (untiled)"}`, threeTier, urlOf(linkDE), backbone, () => spanStages(e.metrics())));
+    if (threeTier.tiling) rows[rows.length - 1]!.plannedSpan = threeTier.tiling.spanMs;
     if (tiles && /dyno_edge_untiled_total (\d+)/.exec(e.metrics())?.[1] !== undefined && Number(/dyno_edge_untiled_total (\d+)/.exec(e.metrics())![1]) > 0) throw new Error("the edge ran untiled: a worker failed");
   } finally {
     await linkDE?.close();
@@ -313,6 +330,8 @@ const md = [
   edgeNotes.length ? `Edge tilings: ${edgeNotes.join("; ")}.` : "No plan used the edge workers' tiles.",
   "",
   table(header, body),
+  "",
+  ...rows.filter((r) => r.span).map((r) => `${r.config}: the tiled span per inference, ms: ${Object.entries(r.span!).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")} (planned span ${(r.plannedSpan ?? 0).toFixed(1)}).`),
   "",
   `3-tier (best K: ${best3.config}) vs 2-tier float32: **${latencyRatio.toFixed(2)}x** lower p50 latency (D3 claims up to 3.4x), **${Number.isFinite(backboneRatio) ? `${backboneRatio.toFixed(1)}x` : "all"}** fewer backbone bytes (D3 claims up to 3.68x). 3-tier vs the best 2-tier dyno: ${(rows[1]!.latency.p50 / best3.latency.p50).toFixed(2)}x latency, ${best3.backboneBytes > 0 ? `${(rows[1]!.backboneBytes / best3.backboneBytes).toFixed(1)}x` : "all"} backbone bytes.`,
   "",

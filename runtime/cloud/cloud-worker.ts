@@ -14,7 +14,7 @@ import type { EdgeAutoConfig, EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig,
 import { connectCloud, type CloudClient } from "../node/client.js";
 import { openSession } from "../node/session.js";
 import onnx from "onnxruntime-node";
-import { sliceRegion, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, tileValues } from "../common/tiles.js";
+import { sliceRegion, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileValues } from "../common/tiles.js";
 import type { Cut } from "../common/manifest.js";
 import { planTiers, tierSpace, type TierSetting } from "../plan/tiers.js";
 import { initLink, updateLink } from "../plan/estimators.js";
@@ -227,18 +227,25 @@ async function runGraph(s: ort.InferenceSession, pool: Record<string, ort.Tensor
 }
 
 async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>, slowdown: number): Promise<EdgeTileRun> {
+  const t0 = performance.now();
   if (t.before) await runGraph(t.before, pool, slowdown);
+  const t1 = performance.now();
   const n = pool[t.set.runInputs[0]!.name]!.dims[0]!;
   const result: EdgeTileRun = { workers: [], failures: [], untiled: false };
   const full = t.set.runOutputs.map((o) => ({ name: o.name, dims: [n, ...o.dims], data: new Float32Array(n * o.dims[0] * o.dims[1] * o.dims[2]) }));
-  const answered = await Promise.all(t.set.tiles.map((tile, i) => scatterTile(t, i, n, pool, result)));
+  const bodies = t.set.tiles.map((tile) => tileBody(tile, n, pool));
+  const t2 = performance.now();
+  const answered = await Promise.all(t.set.tiles.map((_, i) => scatterTile(t, i, n, bodies[i]!, result)));
+  const t3 = performance.now();
+  let slowest = { runMs: 0, queueMs: 0 };
   if (answered.some((a) => a === null)) {
     result.untiled = true;
     await runGraph(t.run, pool, slowdown);
   } else {
     for (const [i, tile] of t.set.tiles.entries()) {
-      const { url, parts } = answered[i]!;
+      const { url, parts, runMs, queueMs } = answered[i]!;
       result.workers.push(url);
+      if (runMs + queueMs > slowest.runMs + slowest.queueMs) slowest = { runMs, queueMs };
       tile.outputs.forEach((io, k) => {
         const f = full.find((x) => x.name === io.name)!;
         stitchRegion(f.data, f.dims, parts[k]!, io.region);
@@ -246,13 +253,15 @@ async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>, slo
     }
     for (const f of full) pool[f.name] = new onnx.Tensor("float32", f.data, f.dims);
   }
+  const t4 = performance.now();
   if (t.after) await runGraph(t.after, pool, slowdown);
+  const t5 = performance.now();
+  result.timing = { beforeMs: t1 - t0, sliceMs: t2 - t1, scatterMs: t3 - t2, stitchMs: t4 - t3, afterMs: t5 - t4, slowestRunMs: slowest.runMs, slowestQueueMs: slowest.queueMs };
   return result;
 }
 
-/** Sends tile `i` to a live worker (the i-th first, then the others): who answered and the tile's outputs, or null. */
-async function scatterTile(t: TileRunner, i: number, n: number, pool: Record<string, ort.Tensor>, result: EdgeTileRun): Promise<{ url: string; parts: Float32Array[] } | null> {
-  const tile = t.set.tiles[i]!;
+/** A tile's input regions, cut out of the pool's feature maps, in the set's order. */
+function tileBody(tile: EdgeTilesConfig["set"]["tiles"][number], n: number, pool: Record<string, ort.Tensor>): Float32Array<ArrayBuffer> {
   const body = new Float32Array(tileValues(tile.inputs, n));
   let at = 0;
   for (const io of tile.inputs) {
@@ -261,6 +270,12 @@ async function scatterTile(t: TileRunner, i: number, n: number, pool: Record<str
     body.set(part, at);
     at += part.length;
   }
+  return body;
+}
+
+/** Sends tile `i` to a live worker (the i-th first, then the others): who answered and the tile's outputs, or null. */
+async function scatterTile(t: TileRunner, i: number, n: number, body: Float32Array<ArrayBuffer>, result: EdgeTileRun): Promise<{ url: string; parts: Float32Array[]; runMs: number; queueMs: number } | null> {
+  const tile = t.set.tiles[i]!;
   const want = tileValues(tile.outputs, n);
   const k = t.workers.length;
   for (let j = 0; j < k; j++) {
@@ -285,7 +300,8 @@ async function scatterTile(t: TileRunner, i: number, n: number, pool: Record<str
         o += count;
         return p;
       });
-      return { url: w.url, parts };
+      const timing = /run=([\d.]+);queue=([\d.]+)/.exec(res.headers.get(TILE_TIMING_HEADER) ?? "");
+      return { url: w.url, parts, runMs: Number(timing?.[1] ?? 0), queueMs: Number(timing?.[2] ?? 0) };
     } catch {
       w.downUntil = Date.now() + t.retryMs;
       result.failures.push(w.url);

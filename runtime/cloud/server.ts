@@ -297,6 +297,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     backboneBytes: registry.counter("dyno_edge_backbone_bytes_total", "Edge role: bytes sent to the cloud (the backbone)."),
     edgeTiles: registry.counter("dyno_edge_tiles_total", "Edge role: tiles run on edge workers, by worker."),
     edgeTileFailures: registry.counter("dyno_edge_tile_failures_total", "Edge role: tile requests that failed (retried on another worker), by worker."),
+    edgeSpan: registry.counter("dyno_edge_tiled_span_seconds_total", "Edge role: time of the tiled span by stage (before, slice, scatter: all tiles out and back, stitch, after; slowest_run and slowest_queue: the slowest tile as its worker reported it)."),
     edgeFinished: registry.counter("dyno_edge_finished_total", "Edge role, --forward auto: requests the edge finished itself because its plan said so."),
     edgeUntiled: registry.counter("dyno_edge_untiled_total", "Edge role: requests whose tiled span the edge ran untiled because no worker answered a tile."),
     paused: registry.gauge("dyno_ws_paused", "WebSocket connections not read from while their peer does not read its replies."),
@@ -348,6 +349,10 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
           for (const w of tiles.failures) m.edgeTileFailures.add({ worker: w });
           if (tiles.failures.length) log("edge worker failures", "-", `dyno serve: edge worker(s) ${[...new Set(tiles.failures)].join(", ")} failed a tile${tiles.untiled ? "; no worker answered, the edge ran the span untiled" : "; retried on another worker"}`);
           if (tiles.untiled) m.edgeUntiled.add({});
+          if (tiles.timing) {
+            const t = tiles.timing;
+            for (const [stage, ms] of [["before", t.beforeMs], ["slice", t.sliceMs], ["scatter", t.scatterMs], ["stitch", t.stitchMs], ["after", t.afterMs], ["slowest_run", t.slowestRunMs], ["slowest_queue", t.slowestQueueMs]] as const) m.edgeSpan.add({ stage }, ms / 1000);
+          }
         }
         resolve({ outputs: r.outputs, timing: { queueMs, decodeMs: r.decodeMs, segmentMs: r.segmentMs, cloudMs: r.decodeMs + r.segmentMs } });
       }, (e: unknown) => {

@@ -5,14 +5,15 @@
 //
 //   POST /v1/tiles/{index}   Authorization: Bearer T, x-dyno-tiles: <set id>, x-dyno-batch: N
 //                            body: the tile's inputs, float32, in the set's order, regions only
-//                            200: its outputs, float32, in order; 400 wrong length or header,
+//                            200: its outputs, float32, in order (x-dyno-tile-timing: run=MS;queue=MS);
+//                            400 wrong length or header,
 //                            401 token, 404 no such tile, 409 another tile set, 413 too large
 //   GET  /v2                 { role: "edge-worker", tiles: <set id>, grid, from, to }
 //   GET  /v2/health/live|ready, GET /metrics
 import http from "node:http";
 import ort from "onnxruntime-node";
 import { openSession } from "../node/session.js";
-import { TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, tileValues, type TileSet } from "../common/tiles.js";
+import { TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileValues, type TileSet } from "../common/tiles.js";
 import { Registry } from "./metrics.js";
 import { bearerOf, readBody, tokenCheck } from "./server.js";
 
@@ -92,13 +93,18 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
       feeds[io.name] = new ort.Tensor("float32", data.subarray(at, at + count), dims);
       at += count;
     }
+    const queued = performance.now();
+    let ranMs = 0;
+    let waitedMs = 0;
     const job = queue.then(async () => {
       const t0 = performance.now();
+      waitedMs = t0 - queued;
       const out = await sessions[index]!.run(feeds);
       const ms = performance.now() - t0;
       // An emulated slower worker stays busy for the stretched time (the queue waits with it).
       if ((o.slowdown ?? 1) > 1) await new Promise((r) => setTimeout(r, ((o.slowdown ?? 1) - 1) * ms));
       runMs.observe(((o.slowdown ?? 1) * ms) / 1000);
+      ranMs = performance.now() - t0;
       return out;
     });
     queue = job.catch(() => {});
@@ -113,7 +119,7 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     runsTotal.add({ tile: String(index) });
     const parts = tile.outputs.map((io) => out[io.name]!.data as Float32Array);
     const bytes = parts.reduce((s, p) => s + p.byteLength, 0);
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes });
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes, [TILE_TIMING_HEADER]: `run=${ranMs.toFixed(2)};queue=${waitedMs.toFixed(2)}` });
     for (const p of parts) res.write(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     res.end();
   });

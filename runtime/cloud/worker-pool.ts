@@ -91,6 +91,8 @@ export interface EdgeTileRun {
   failures: string[];
   /** No worker answered some tile: the edge ran the span untiled itself. */
   untiled: boolean;
+  /** Where the span's time went, ms: the parts before and after the run, cutting the tiles' inputs, scatter to gather (all tiles), stitching; and the slowest tile's run and queue wait as its worker reported them. */
+  timing?: { beforeMs: number; sliceMs: number; scatterMs: number; stitchMs: number; afterMs: number; slowestRunMs: number; slowestQueueMs: number };
 }
 
 /** What the edge did with one request. */

@@ -95,3 +95,5 @@ export const TILE_PATH = "/v1/tiles/";
 /** Header naming the tile set a request is for, and the batch size of its tensors. */
 export const TILE_SET_HEADER = "x-dyno-tiles";
 export const TILE_BATCH_HEADER = "x-dyno-batch";
+/** A worker's reply header: the tile's run and its wait in the worker's queue, ms ("run=3.20;queue=0.00"). */
+export const TILE_TIMING_HEADER = "x-dyno-tile-timing";
