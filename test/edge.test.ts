@@ -198,9 +198,11 @@ edge("an edge worker refuses what it cannot run, with a reason, and keeps servin
     await refused(post("/v1/tiles/1", { authorization: "Bearer nope" }), 401, /bearer token/);
     await refused(post("/v1/tiles/1", { [TILE_SET_HEADER]: "0".repeat(64) }), 409, /same bundle, --forward, --tile-from and --grid/);
     await refused(post("/v1/tiles/9", {}), 404, /no tile "9" \(the set has 4: 0..3\)/);
+    await refused(post("/v1/tiles/1e0", {}), 404, /no tile "1e0"/);
+    await refused(post("/v1/tiles/", {}), 404, /no tile ""/);
     await refused(post("/v1/tiles/1", {}, body.subarray(1)), 400, /takes \d+ bytes, got \d+/);
     await refused(post("/v1/tiles/1", {}, new Float32Array(body.length * 2)), 413, /the body is larger/);
-    await refused(post("/v1/tiles/1", { [TILE_BATCH_HEADER]: "0" }), 400, /not an integer in \[1, 16\]/);
+    await refused(post("/v1/tiles/1", { [TILE_BATCH_HEADER]: "0" }), 400, /not an integer in \[1, 64\]/);
     const ok = await post("/v1/tiles/1", {});
     assert.is(ok.status, 200);
     assert.is((await ok.arrayBuffer()).byteLength, tileValues(tile.outputs, 1) * 4, "the tile's outputs, float32");

@@ -136,9 +136,10 @@ export const serve: Command = {
       return buildEdgeTiles(bundle, { from: Number(spec), to: forwardVariant().cut, grid });
     };
     if (role === "edge-worker") {
-      if (values.page) throw new UsageError("--page goes with --role cloud or edge");
+      const other = ["max-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
+      if (other) throw new UsageError(`--${other} goes with --role cloud or edge (an edge worker takes --host, --port, --token-file, --threads, --max-connections and its tile flags)`);
       const tiles = await tileSet();
-      const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, slowdown, threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
+      const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, slowdown, maxConnections: int("max-connections", 1), threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
       console.log(`dyno serve: edge worker for bundle ${bundle.manifest.model.name} on ${worker.url}: ${tileSetText(tiles)}`);
       await untilSignal(() => worker.close());
       return 0;
@@ -148,6 +149,7 @@ export const serve: Command = {
       if (!values.cloud || !values.forward) throw new UsageError("--role edge needs --cloud URL and --forward VARIANT");
       const url = values.cloud as string;
       if (!/^(https?|wss?):\/\/[^/\s]+\/?$/.test(url)) throw new UsageError(`--cloud "${url}" is not a server URL (http://host:port)`);
+      if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
       if (values.forward === "auto") {
         if (values["edge-workers"] !== undefined) throw new UsageError("--forward auto goes without --edge-workers (the tiled span needs a fixed end: give --forward VARIANT)");
         const m = bundle.manifest;
@@ -164,7 +166,6 @@ export const serve: Command = {
         const v = forwardVariant();
         if (!v.admissible) console.error(`dyno serve: --forward ${v.id} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
         edge = { cloud: url, forward: v.id, slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
-        if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
         if (values["edge-workers"] !== undefined) {
           const workers = (values["edge-workers"] as string).split(",").map((w) => w.trim().replace(/\/$/, ""));
           for (const w of workers) if (!/^https?:\/\/[^/\s]+$/.test(w)) throw new UsageError(`--edge-workers: "${w}" is not a worker URL (http://host:port)`);

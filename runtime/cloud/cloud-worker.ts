@@ -193,10 +193,11 @@ interface TileRunner {
   before: ort.InferenceSession | null;
   run: ort.InferenceSession;
   after: ort.InferenceSession | null;
-  workers: { url: string; downUntil: number }[];
+  workers: { url: string; downUntil: number; failures: number }[];
   headers: Record<string, string>;
   timeoutMs: number;
   retryMs: number;
+  maxBatch: number;
 }
 
 async function tileRunner(executor: Executor, c: EdgeTilesConfig, threads: number): Promise<TileRunner> {
@@ -207,10 +208,11 @@ async function tileRunner(executor: Executor, c: EdgeTilesConfig, threads: numbe
     before: await open(c.set.before),
     run: (await open(c.set.run))!,
     after: await open(c.set.after),
-    workers: c.workers.map((url) => ({ url: url.replace(/\/$/, ""), downUntil: 0 })),
+    workers: c.workers.map((url) => ({ url: url.replace(/\/$/, ""), downUntil: 0, failures: 0 })),
     headers: { "content-type": "application/octet-stream", [TILE_SET_HEADER]: c.set.id, ...(c.token ? { authorization: `Bearer ${c.token}` } : {}) },
     timeoutMs: c.timeoutMs ?? 5000,
     retryMs: c.retryMs ?? 2000,
+    maxBatch: c.maxBatch ?? 64,
   };
 }
 
@@ -235,7 +237,8 @@ async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>, slo
   const full = t.set.runOutputs.map((o) => ({ name: o.name, dims: [n, ...o.dims], data: new Float32Array(n * o.dims[0] * o.dims[1] * o.dims[2]) }));
   const bodies = t.set.tiles.map((tile) => tileBody(tile, n, pool));
   const t2 = performance.now();
-  const answered = await Promise.all(t.set.tiles.map((_, i) => scatterTile(t, i, n, bodies[i]!, result)));
+  // A batch the workers refuse is no reason to doubt them: run it untiled here.
+  const answered = n > t.maxBatch ? t.set.tiles.map(() => null) : await Promise.all(t.set.tiles.map((_, i) => scatterTile(t, i, n, bodies[i]!, result)));
   const t3 = performance.now();
   let slowest = { runMs: 0, queueMs: 0 };
   if (answered.some((a) => a === null)) {
@@ -288,7 +291,12 @@ async function scatterTile(t: TileRunner, i: number, n: number, body: Float32Arr
         body,
         signal: AbortSignal.timeout(t.timeoutMs),
       });
-      if (res.status !== 200) throw new Error(`${res.status}: ${(await res.text()).slice(0, 200)}`);
+      if (res.status !== 200) {
+        const text = (await res.text()).slice(0, 200);
+        // 4xx is about the request (or a worker with other flags: 401, 409), not the worker being
+        // down; it is retried elsewhere without benching this worker. 5xx (busy, failed) benches it.
+        throw Object.assign(new Error(`${res.status}: ${text}`), { bench: res.status >= 500 });
+      }
       const bytes = new Uint8Array(await res.arrayBuffer());
       if (bytes.length !== want * 4) throw new Error(`answered ${bytes.length} bytes, the tile has ${want * 4}`);
       const data = new Float32Array(want);
@@ -300,10 +308,16 @@ async function scatterTile(t: TileRunner, i: number, n: number, body: Float32Arr
         o += count;
         return p;
       });
+      w.failures = 0;
       const timing = /run=([\d.]+);queue=([\d.]+)/.exec(res.headers.get(TILE_TIMING_HEADER) ?? "");
       return { url: w.url, parts, runMs: Number(timing?.[1] ?? 0), queueMs: Number(timing?.[2] ?? 0) };
-    } catch {
-      w.downUntil = Date.now() + t.retryMs;
+    } catch (e) {
+      // Network errors, timeouts, 5xx and wrong answers bench the worker, for retryMs doubling
+      // with each failure in a row (at most 32x): a hung worker is not waited on every 2 s.
+      if ((e as { bench?: boolean }).bench !== false) {
+        w.failures++;
+        w.downUntil = Date.now() + t.retryMs * 2 ** Math.min(5, w.failures - 1);
+      }
       result.failures.push(w.url);
     }
   }

@@ -7,7 +7,8 @@
 //                            body: the tile's inputs, float32, in the set's order, regions only
 //                            200: its outputs, float32, in order (x-dyno-tile-timing: run=MS;queue=MS);
 //                            400 wrong length or header,
-//                            401 token, 404 no such tile, 409 another tile set, 413 too large
+//                            401 token, 404 no such tile, 409 another tile set, 413 too large,
+//                            503 too many waiting (a tile whose client left is not run)
 //   GET  /v2                 { role: "edge-worker", tiles: <set id>, grid, from, to }
 //   GET  /v2/health/live|ready, GET /metrics
 import http from "node:http";
@@ -25,8 +26,12 @@ export interface TileWorkerOptions {
   threads?: number;
   /** Benchmarks: emulate a worker this many times slower than this machine (each tile's run is stretched). */
   slowdown?: number;
-  /** Largest batch a request may carry (bounds the body). Default 16. */
+  /** Largest batch a request may carry (bounds the body). Default 64, the executor's bound on a symbolic batch. */
   maxBatch?: number;
+  /** Tile requests waiting for the worker at once; past it: 503. Default 32. */
+  maxQueued?: number;
+  /** Open TCP connections; past it new ones are closed at once. Default 256. */
+  maxConnections?: number;
   log?: (line: string) => void;
 }
 
@@ -43,7 +48,9 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
   const sessions: ort.InferenceSession[] = [];
   for (const t of set.tiles) sessions.push(await openSession(t.model, { threads: o.threads ?? 1 }));
   const authorized = tokenCheck(o.token);
-  const maxBatch = o.maxBatch ?? 16;
+  const maxBatch = o.maxBatch ?? 64;
+  const maxQueued = o.maxQueued ?? 32;
+  let queued = 0;
   const registry = new Registry();
   const runsTotal = registry.counter("dyno_tile_runs_total", "Edge worker: tiles run, by tile index.");
   const refusals = registry.counter("dyno_tile_refusals_total", "Edge worker: tile requests refused, by reason.");
@@ -72,12 +79,14 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     }
     if (!path.startsWith(TILE_PATH)) return refuse(res, 404, "not-found", `no route ${req.method} ${path}`);
     if (req.method !== "POST") return refuse(res, 405, "method", "use POST for tiles");
-    const index = Number(path.slice(TILE_PATH.length));
-    const tile = Number.isInteger(index) ? set.tiles[index] : undefined;
-    if (!tile) return refuse(res, 404, "no-tile", `no tile "${path.slice(TILE_PATH.length)}" (the set has ${set.tiles.length}: 0..${set.tiles.length - 1})`);
+    const spec = path.slice(TILE_PATH.length);
+    const index = /^\d{1,6}$/.test(spec) ? Number(spec) : -1;
+    const tile = index >= 0 ? set.tiles[index] : undefined;
+    if (!tile) return refuse(res, 404, "no-tile", `no tile "${spec.slice(0, 32)}" (the set has ${set.tiles.length}: 0..${set.tiles.length - 1})`);
     if (req.headers[TILE_SET_HEADER] !== set.id) return refuse(res, 409, "other-set", `this worker holds tile set ${set.id.slice(0, 12)}, the request is for ${String(req.headers[TILE_SET_HEADER] ?? "none").slice(0, 12)}: start the edge and its workers with the same bundle, --forward, --tile-from and --grid`);
     const n = Number(req.headers[TILE_BATCH_HEADER] ?? "1");
     if (!Number.isInteger(n) || n < 1 || n > maxBatch) return refuse(res, 400, "batch", `${TILE_BATCH_HEADER} "${req.headers[TILE_BATCH_HEADER]}" is not an integer in [1, ${maxBatch}]`);
+    if (queued >= maxQueued) return refuse(res, 503, "busy", `${queued} tile requests are waiting already (at most ${maxQueued}); try another worker`);
     const want = tileValues(tile.inputs, n) * 4;
     const body = await readBody(req, want);
     if (body === null) return;
@@ -93,12 +102,16 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
       feeds[io.name] = new ort.Tensor("float32", data.subarray(at, at + count), dims);
       at += count;
     }
-    const queued = performance.now();
+    const arrived = performance.now();
     let ranMs = 0;
     let waitedMs = 0;
+    queued++;
     const job = queue.then(async () => {
+      queued--;
+      // The edge gave up on this tile (timed out, went elsewhere): do not run it for nobody.
+      if (res.closed || !res.socket || res.socket.destroyed) return null;
       const t0 = performance.now();
-      waitedMs = t0 - queued;
+      waitedMs = t0 - arrived;
       const out = await sessions[index]!.run(feeds);
       const ms = performance.now() - t0;
       // An emulated slower worker stays busy for the stretched time (the queue waits with it).
@@ -110,10 +123,12 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     queue = job.catch(() => {});
     let out: ort.InferenceSession.ReturnType;
     try {
-      out = await job;
+      const r = await job;
+      if (r === null) return refusals.add({ reason: "abandoned" });
+      out = r;
     } catch (e) {
       o.log?.(`dyno serve (edge-worker): tile ${index} failed: ${(e as Error).message}`);
-      return refuse(res, 500, "run-failed", `tile ${index} failed: ${(e as Error).message}`);
+      return refuse(res, 500, "run-failed", `tile ${index} failed to run (the worker's log says why)`);
     }
     runs++;
     runsTotal.add({ tile: String(index) });
@@ -123,6 +138,7 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     for (const p of parts) res.write(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     res.end();
   });
+  server.maxConnections = o.maxConnections ?? 256;
   server.headersTimeout = 10_000;
   server.requestTimeout = 60_000;
   server.keepAliveTimeout = 30_000;

@@ -79,8 +79,10 @@ export interface EdgeTilesConfig {
   token?: string;
   /** Per tile request; past it (or on any failure) the tile goes to another worker. Default 5000. */
   timeoutMs?: number;
-  /** A worker that failed is not sent tiles for this long (then tried again). Default 2000. */
+  /** A worker that failed is not sent tiles for this long, doubling with each failure in a row up to 32x (then tried again). Default 2000. */
   retryMs?: number;
+  /** The workers' largest batch (their default 64); a larger request runs untiled on the edge. */
+  maxBatch?: number;
 }
 
 /** How the edge ran its tiled span for one request. */

@@ -14,8 +14,9 @@
 //
 // Plans: v1 at any cut (the output cut: device-only, nothing crosses); v2 after c1 (the edge runs
 // between), equal to v1 (the edge relays what the device sent), or none (the edge finishes). A
-// pair is admissible when the manifest's chains (`compile --tiers`) say so; without chains, when
-// both variants are (the compound error is then unprofiled, and the plan says so). Exhaustive:
+// pair is admissible when the manifest's chains (`compile --tiers`) say so; a pair they do not
+// list (no chains at all, or widths the compiler did not pair), when both variants are (the
+// compound error is then unprofiled, and the plan says so: `profiled: false`). Exhaustive:
 // variants^2 x tilings evaluations, ~10^4 on a bundle of 100 variants, well under a millisecond
 // each. Ties go to fewer backbone bytes.
 import type { Cut, Manifest, Variant } from "../common/manifest.js";
@@ -86,6 +87,8 @@ export interface TierSpace {
   variants: { v: Variant; at: number; output: boolean }[];
   /** Admissible (v1, v2) pairs by "v1 v2" (both ids); null: no chains profiled, use both variants' own flags. */
   chains: Set<string> | null;
+  /** Every pair the manifest profiled, admissible or not; a pair it did not profile is planned on both variants' own flags, marked unprofiled. */
+  profiledPairs: Set<string> | null;
 }
 
 export function tierSpace(manifest: Manifest, options: { maxAccuracyDrop?: number } = {}): TierSpace {
@@ -93,7 +96,8 @@ export function tierSpace(manifest: Manifest, options: { maxAccuracyDrop?: numbe
   const ok = (drop: number, admissible: boolean) => admissible && (options.maxAccuracyDrop === undefined || drop <= options.maxAccuracyDrop + 1e-9);
   const variants = manifest.variants.filter((v) => ok(v.accuracy.drop, v.admissible)).map((v) => ({ v, at: cut(v).deviceSegments, output: cut(v).kind === "output" }));
   const chains = manifest.tiers ? new Set(manifest.tiers.chains.filter((c) => ok(c.accuracy.drop, c.admissible)).map((c) => c.variants.join(" "))) : null;
-  return { manifest, variants, chains };
+  const profiledPairs = manifest.tiers ? new Set(manifest.tiers.chains.map((c) => c.variants.join(" "))) : null;
+  return { manifest, variants, chains, profiledPairs };
 }
 
 function evaluate(space: TierSpace, s: TierSetting, a: TierSpace["variants"][number], b: TierSpace["variants"][number] | null, tiling: EdgeTiling | null): TierPlan {
@@ -123,9 +127,12 @@ function evaluate(space: TierSpace, s: TierSetting, a: TierSpace["variants"][num
     parts: { deviceMs, deviceEdgeMs, edgeMs, edgeCloudMs, cloudMs },
     deviceBytes,
     backboneBytes,
-    profiled: relay || !b || space.chains !== null,
+    profiled: relay || !b || (space.profiledPairs?.has(`${a.v.id} ${b.v.id}`) ?? false),
   };
 }
+
+/** A profiled pair must have passed; one the manifest did not profile is taken on its variants' own flags. */
+const admissiblePair = (space: TierSpace, key: string) => !space.chains || !space.profiledPairs!.has(key) || space.chains.has(key);
 
 /** What the planner minimises: end-to-end latency, or the pipeline's slowest stage, or backbone bytes (then latency). */
 export type TierObjective = "latency" | "throughput" | "backbone-bytes";
@@ -161,7 +168,7 @@ export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: st
     for (const b of space.variants) {
       if (b.output) continue;
       if (b.v.id === a.v.id) seconds.push(b);
-      else if (b.at > a.at && (space.chains ? space.chains.has(`${a.v.id} ${b.v.id}`) : true)) seconds.push(b);
+      else if (b.at > a.at && admissiblePair(space, `${a.v.id} ${b.v.id}`)) seconds.push(b);
     }
     for (const b of seconds) {
       if (fixed.edge !== undefined && (b ? b.v.id : null) !== fixed.edge) continue;
