@@ -37,6 +37,7 @@ import { rng } from "../runtime/common/random.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import ort from "onnxruntime-node";
 import { openSession } from "../runtime/node/session.js";
+import { tileIoDims } from "../runtime/common/tiles.js";
 
 const { values } = parseArgs({
   options: {
@@ -113,8 +114,13 @@ console.error(`plans: neurosurgeon ${neurosurgeon.device}; 2-tier dyno ${twoTier
 // plus 1 ms for the tiles' round trips on loopback.
 async function spanTime(set: Awaited<ReturnType<typeof buildEdgeTiles>>): Promise<number> {
   const n = 1;
-  const time = async (bytes: Uint8Array, feeds: Record<string, ort.Tensor>) => {
+  /** Median of 5 runs (after a warm-up) of a graph on zeros, each input's dims from `dimsOf`. */
+  const time = async (bytes: Uint8Array, dimsOf: (name: string) => number[]) => {
     const session = await openSession(bytes);
+    const feeds = Object.fromEntries(session.inputNames.map((name) => {
+      const dims = dimsOf(name);
+      return [name, new ort.Tensor("float32", new Float32Array(dims.reduce((p, d) => p * d, 1)), dims)];
+    }));
     const ms: number[] = [];
     for (let i = 0; i < 6; i++) {
       const t0 = performance.now();
@@ -124,23 +130,13 @@ async function spanTime(set: Awaited<ReturnType<typeof buildEdgeTiles>>): Promis
     await session.release();
     return ms.sort((x, y) => x - y)[2]!;
   };
-  const zeros = (names: { name: string; dims: number[] }[]) => Object.fromEntries(names.map((x) => [x.name, new ort.Tensor("float32", new Float32Array(x.dims.reduce((p, d) => p * d, 1)), x.dims)]));
-  const inputsOf = async (bytes: Uint8Array) => {
-    const s = await openSession(bytes);
-    const names = [...s.inputNames];
-    await s.release();
-    return names;
-  };
+  const from = m.cuts.find((c) => c.id === set.from)!;
   let ms = 0;
-  const spanCut = (id: number) => m.cuts.find((c) => c.id === id)!;
-  if (set.before) ms += await time(set.before, zeros((await inputsOf(set.before)).map((name) => ({ name, dims: spanCut(set.from).tensors.find((t) => t.name === name)!.shape.map((d) => (typeof d === "number" ? d : n)) }))));
+  if (set.before) ms += await time(set.before, (name) => from.tensors.find((t) => t.name === name)!.shape.map((d) => (typeof d === "number" ? d : n)));
   let slowest = 0;
-  for (const tile of set.tiles) {
-    const feeds = zeros(tile.inputs.map((io) => ({ name: io.name, dims: [n, io.channels, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0] })));
-    slowest = Math.max(slowest, await time(tile.model, feeds));
-  }
+  for (const tile of set.tiles) slowest = Math.max(slowest, await time(tile.model, (name) => tileIoDims(tile.inputs.find((io) => io.name === name)!, n)));
   ms += slowest;
-  if (set.after) ms += await time(set.after, zeros((await inputsOf(set.after)).map((name) => ({ name, dims: [n, ...set.runOutputs.find((o) => o.name === name)!.dims] }))));
+  if (set.after) ms += await time(set.after, (name) => [n, ...set.runOutputs.find((o) => o.name === name)!.dims]);
   return ms * edgeSlowdown + 1;
 }
 const grids: Record<number, { rows: number; cols: number }> = { 2: { rows: 1, cols: 2 }, 4: { rows: 2, cols: 2 }, 3: { rows: 1, cols: 3 }, 6: { rows: 2, cols: 3 }, 8: { rows: 2, cols: 4 }, 9: { rows: 3, cols: 3 } };

@@ -150,12 +150,13 @@ export const serve: Command = {
       const url = values.cloud as string;
       if (!/^(https?|wss?):\/\/[^/\s]+\/?$/.test(url)) throw new UsageError(`--cloud "${url}" is not a server URL (http://host:port)`);
       if (values["edge-workers"] === undefined && (values["tile-from"] !== undefined || values.grid !== undefined)) throw new UsageError("--tile-from and --grid go with --edge-workers");
+      const cloudToken = values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string);
       if (values.forward === "auto") {
         if (values["edge-workers"] !== undefined) throw new UsageError("--forward auto goes without --edge-workers (the tiled span needs a fixed end: give --forward VARIANT)");
         const m = bundle.manifest;
         const prof = (role: "device" | "cloud") => m.profiles.find((p) => p.role === role) ?? m.profiles[0]!;
         edge = {
-          cloud: url, forward: "auto", slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string),
+          cloud: url, forward: "auto", slowdown, token: cloudToken,
           auto: {
             segmentMs: prof("cloud").segments.map((t) => t.meanMs),
             codecMs: Object.fromEntries(m.variants.map((v) => [v.id, (prof("device").codec[v.id]?.meanMs ?? 0) + (prof("cloud").codec[v.id]?.meanMs ?? 0)])),
@@ -165,7 +166,7 @@ export const serve: Command = {
       } else {
         const v = forwardVariant();
         if (!v.admissible) console.error(`dyno serve: --forward ${v.id} is not admissible (accuracy drop ${v.accuracy.drop} ${bundle.manifest.calibration.metric.unit})`);
-        edge = { cloud: url, forward: v.id, slowdown, token: values["cloud-token-file"] === undefined ? undefined : readToken(values["cloud-token-file"] as string) };
+        edge = { cloud: url, forward: v.id, slowdown, token: cloudToken };
         if (values["edge-workers"] !== undefined) {
           const workers = (values["edge-workers"] as string).split(",").map((w) => w.trim().replace(/\/$/, ""));
           for (const w of workers) if (!/^https?:\/\/[^/\s]+$/.test(w)) throw new UsageError(`--edge-workers: "${w}" is not a worker URL (http://host:port)`);

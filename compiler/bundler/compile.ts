@@ -361,9 +361,11 @@ async function profileChains(dir: string, files: string[], cuts: Manifest["cuts"
     }
   }
   for (const s of sessions) await s.release();
+  // The float32 model's value on the same samples (the whole set's, when they are all of it).
+  const float32OnSamples = count === cal.count ? float32Value : metric.value(reference.slice(0, count).reduce((st, x) => (addStats(st, x), st), [] as number[]), count);
   const chains = pairs.map(([v1, v2]) => {
     const value = metric.value(stats.get(`${v1.id} ${v2.id}`)!, count);
-    const drop = metricDrop(metric, count === cal.count ? float32Value : metric.value(reference.slice(0, count).reduce((st, x) => (addStats(st, x), st), [] as number[]), count), value);
+    const drop = metricDrop(metric, float32OnSamples, value);
     return { variants: [v1.id, v2.id], accuracy: { value: round(value, 4), drop: round(drop, 4) }, admissible: drop <= maxDrop + 1e-9 };
   });
   return { chains, samples: count };

@@ -5,20 +5,18 @@
 import { openExecutor } from "../node/executor.js";
 import { sep } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
-import type ort from "onnxruntime-node";
+import ort from "onnxruntime-node";
 import { openBundle, type NodeBundle } from "../node/bundle.js";
-import { Executor, PayloadError } from "../exec/executor.js";
+import { Executor, PayloadError, runChain } from "../exec/executor.js";
 import type { OutputTensor, Payload } from "../common/protocol.js";
-import type { Variant } from "../common/manifest.js";
+import type { Cut, Variant } from "../common/manifest.js";
 import type { EdgeAutoConfig, EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
-import { connectCloud, type CloudClient } from "../node/client.js";
+import { connectCloud, type CloudClient, type CloudReply } from "../node/client.js";
 import { openSession } from "../node/session.js";
-import onnx from "onnxruntime-node";
-import { sliceRegion, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileValues } from "../common/tiles.js";
-import type { Cut } from "../common/manifest.js";
+import { sliceRegion, splitTileValues, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileValues } from "../common/tiles.js";
 import { planTiers, tierSpace, type TierSetting } from "../plan/tiers.js";
 import { initLink, updateLink } from "../plan/estimators.js";
-import type { CloudReply } from "../node/client.js";
+import { stretch } from "./tile-worker.js";
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -73,13 +71,6 @@ function toOutput(name: string, t: ort.Tensor | undefined): OutputTensor {
 // forward variant's codec and sent on; a request already at or past c2 is relayed as it came.
 // When the cloud fails (down, timed out, refused), the edge finishes the model itself: no request
 // is lost, and the answer is the one the cloud would have given up to the backbone's codec.
-
-/** Emulated slow edge (benchmarks): a step that took `ms` is stretched to slowdown x ms. */
-async function stretch(slowdown: number, ms: number): Promise<number> {
-  if (slowdown <= 1 || ms <= 0) return ms;
-  await new Promise((r) => setTimeout(r, (slowdown - 1) * ms));
-  return slowdown * ms;
-}
 
 interface EdgeRunner {
   slowdown: number;
@@ -216,16 +207,9 @@ async function tileRunner(executor: Executor, c: EdgeTilesConfig, threads: numbe
   };
 }
 
+/** Runs one graph of the tiled span over `pool` (the executor's chain runner), stretched when emulated slower. */
 async function runGraph(s: ort.InferenceSession, pool: Record<string, ort.Tensor>, slowdown: number): Promise<void> {
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const name of s.inputNames) {
-    const t = pool[name];
-    if (!t) throw new Error(`the edge's tiled span reads "${name}", which no earlier part produced`);
-    feeds[name] = t;
-  }
-  const t0 = performance.now();
-  Object.assign(pool, await s.run(feeds));
-  await stretch(slowdown, performance.now() - t0);
+  await stretch(slowdown, (await runChain([s], pool))[0]!);
 }
 
 async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>, slowdown: number): Promise<EdgeTileRun> {
@@ -254,7 +238,7 @@ async function runTiledSpan(t: TileRunner, pool: Record<string, ort.Tensor>, slo
         stitchRegion(f.data, f.dims, parts[k]!, io.region);
       });
     }
-    for (const f of full) pool[f.name] = new onnx.Tensor("float32", f.data, f.dims);
+    for (const f of full) pool[f.name] = new ort.Tensor("float32", f.data, f.dims);
   }
   const t4 = performance.now();
   if (t.after) await runGraph(t.after, pool, slowdown);
@@ -301,13 +285,7 @@ async function scatterTile(t: TileRunner, i: number, n: number, body: Float32Arr
       if (bytes.length !== want * 4) throw new Error(`answered ${bytes.length} bytes, the tile has ${want * 4}`);
       const data = new Float32Array(want);
       new Uint8Array(data.buffer).set(bytes);
-      let o = 0;
-      const parts = tile.outputs.map((io) => {
-        const count = tileValues([io], n);
-        const p = data.subarray(o, o + count);
-        o += count;
-        return p;
-      });
+      const parts = splitTileValues(data, tile.outputs, n);
       w.failures = 0;
       const timing = /run=([\d.]+);queue=([\d.]+)/.exec(res.headers.get(TILE_TIMING_HEADER) ?? "");
       return { url: w.url, parts, runMs: Number(timing?.[1] ?? 0), queueMs: Number(timing?.[2] ?? 0) };

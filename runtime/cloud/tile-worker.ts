@@ -14,7 +14,7 @@
 import http from "node:http";
 import ort from "onnxruntime-node";
 import { openSession } from "../node/session.js";
-import { TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileValues, type TileSet } from "../common/tiles.js";
+import { splitTileValues, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileIoDims, tileValues, type TileSet } from "../common/tiles.js";
 import { Registry } from "./metrics.js";
 import { bearerOf, readBody, tokenCheck } from "./server.js";
 
@@ -94,14 +94,8 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     if (body.length !== want) return refuse(res, 400, "length", `tile ${index} with batch ${n} takes ${want} bytes, got ${body.length}`);
     const data = new Float32Array(body.byteLength / 4);
     new Uint8Array(data.buffer).set(body);
-    const feeds: Record<string, ort.Tensor> = {};
-    let at = 0;
-    for (const io of tile.inputs) {
-      const dims = [n, io.channels, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0];
-      const count = dims.reduce((a, b) => a * b, 1);
-      feeds[io.name] = new ort.Tensor("float32", data.subarray(at, at + count), dims);
-      at += count;
-    }
+    const parts = splitTileValues(data, tile.inputs, n);
+    const feeds = Object.fromEntries(tile.inputs.map((io, k) => [io.name, new ort.Tensor("float32", parts[k]!, tileIoDims(io, n))]));
     const arrived = performance.now();
     let ranMs = 0;
     let waitedMs = 0;
@@ -113,10 +107,8 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
       const t0 = performance.now();
       waitedMs = t0 - arrived;
       const out = await sessions[index]!.run(feeds);
-      const ms = performance.now() - t0;
       // An emulated slower worker stays busy for the stretched time (the queue waits with it).
-      if ((o.slowdown ?? 1) > 1) await new Promise((r) => setTimeout(r, ((o.slowdown ?? 1) - 1) * ms));
-      runMs.observe(((o.slowdown ?? 1) * ms) / 1000);
+      runMs.observe((await stretch(o.slowdown ?? 1, performance.now() - t0)) / 1000);
       ranMs = performance.now() - t0;
       return out;
     });
@@ -132,10 +124,10 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
     }
     runs++;
     runsTotal.add({ tile: String(index) });
-    const parts = tile.outputs.map((io) => out[io.name]!.data as Float32Array);
-    const bytes = parts.reduce((s, p) => s + p.byteLength, 0);
+    const outs = tile.outputs.map((io) => out[io.name]!.data as Float32Array);
+    const bytes = outs.reduce((s, p) => s + p.byteLength, 0);
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes, [TILE_TIMING_HEADER]: `run=${ranMs.toFixed(2)};queue=${waitedMs.toFixed(2)}` });
-    for (const p of parts) res.write(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+    for (const p of outs) res.write(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     res.end();
   });
   server.maxConnections = o.maxConnections ?? 256;
@@ -160,4 +152,11 @@ export async function startTileWorker(o: TileWorkerOptions): Promise<TileWorker>
       for (const s of sessions) await s.release();
     },
   };
+}
+
+/** Emulated slow edge or worker (benchmarks): a step that took `ms` is stretched to slowdown x ms; returns that. */
+export async function stretch(slowdown: number, ms: number): Promise<number> {
+  if (slowdown <= 1 || ms <= 0) return ms;
+  await new Promise((r) => setTimeout(r, (slowdown - 1) * ms));
+  return slowdown * ms;
 }

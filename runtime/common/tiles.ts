@@ -86,9 +86,22 @@ export interface TileSet {
   tiledMacs: number;
 }
 
+/** NCHW dims of a tile's input or output for a batch of `n`. */
+export const tileIoDims = (io: TileSetIo, n: number): [number, number, number, number] => [n, io.channels, io.region.h1 - io.region.h0, io.region.w1 - io.region.w0];
+
 /** float32 values of a tile's inputs (or outputs) for a batch of `n`. */
-export const tileValues = (ios: readonly TileSetIo[], n: number): number =>
-  ios.reduce((s, io) => s + n * io.channels * (io.region.h1 - io.region.h0) * (io.region.w1 - io.region.w0), 0);
+export const tileValues = (ios: readonly TileSetIo[], n: number): number => ios.reduce((s, io) => s + tileIoDims(io, n).reduce((a, b) => a * b, 1), 0);
+
+/** The tensors of `ios` in one float32 message (the wire order): views into `data`, one per io. */
+export function splitTileValues(data: Float32Array, ios: readonly TileSetIo[], n: number): Float32Array[] {
+  let at = 0;
+  return ios.map((io) => {
+    const count = tileValues([io], n);
+    const part = data.subarray(at, at + count);
+    at += count;
+    return part;
+  });
+}
 
 /** Request path of tile `index` on an edge worker. */
 export const TILE_PATH = "/v1/tiles/";

@@ -155,6 +155,7 @@ export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: st
   const better = betterFor(objective);
   let best: TierPlan | null = null;
   let evaluated = 0;
+  const outputCut = space.manifest.cuts.find((c) => c.kind === "output")?.id;
   const firsts = fixed.device === undefined ? space.variants : space.variants.filter((x) => x.v.id === fixed.device);
   for (const a of firsts) {
     if (a.output) {
@@ -173,7 +174,6 @@ export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: st
     for (const b of seconds) {
       if (fixed.edge !== undefined && (b ? b.v.id : null) !== fixed.edge) continue;
       const options: (EdgeTiling | null)[] = [null];
-      const outputCut = space.manifest.cuts.find((c) => c.kind === "output")?.id;
       for (const t of s.tilings ?? []) {
         const from = space.manifest.cuts.find((c) => c.id === t.from)?.deviceSegments;
         const ends = b ? b.v.id !== a.v.id && t.to === b.v.cut : t.to === outputCut;
@@ -190,8 +190,6 @@ export function planTiers(space: TierSpace, s: TierSetting, fixed: { device?: st
   return { plan: best, evaluated };
 }
 
-const planAll = (sp: TierSpace, st: TierSetting, fixed: { device?: string; edge?: string | null }, o: TierObjective) => planTiers(sp, st, fixed, o);
-
 /**
  * D3's partial re-adjustment: after a change, move only the boundary next to it. A change of the
  * device-edge link or of the device re-plans the device's variant with the edge's kept; a change
@@ -201,19 +199,18 @@ const planAll = (sp: TierSpace, st: TierSetting, fixed: { device?: string; edge?
  * any plan.
  */
 export function readjust(space: TierSpace, s: TierSetting, previous: TierPlan, changed: TierChange, objective: TierObjective = "latency"): PlanResult {
-  const planTiers = (sp: TierSpace, st: TierSetting, fixed: { device?: string; edge?: string | null } = {}) => planAll(sp, st, fixed, objective);
-  if (changed === "edge") return planTiers(space, s);
+  const plan = (fixed: { device?: string; edge?: string | null } = {}) => planTiers(space, s, fixed, objective);
+  if (changed === "edge") return plan();
   const device = space.variants.find((x) => x.v.id === previous.device);
   const relay = previous.edge !== null && previous.edge === previous.device;
   try {
     if (changed === "device-edge" || changed === "device") {
       // The edge keeps its forward variant (a relay keeps relaying: the device picks again).
-      if (relay || (device?.output ?? false)) return planTiers(space, s);
-      return planTiers(space, s, { edge: previous.edge });
+      if (relay || (device?.output ?? false)) return plan();
+      return plan({ edge: previous.edge });
     }
-    if (device?.output) return planTiers(space, s, { device: previous.device });
-    return planTiers(space, s, { device: previous.device });
+    return plan({ device: previous.device });
   } catch {
-    return planTiers(space, s);
+    return plan();
   }
 }
