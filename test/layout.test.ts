@@ -34,7 +34,7 @@ export const RULES: Rule[] = [
   { layer: "runtime/exec/", may: ["runtime/common/", "kernels/"], packages: [], typePackages: ["onnxruntime-common"] },
   { layer: "runtime/device/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "kernels/"], packages: [], typePackages: ["onnxruntime-common"] },
   { layer: "runtime/web/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/device/", "kernels/"], packages: ["onnxruntime-web"], typePackages: ["onnxruntime-common"] },
-  { layer: "runtime/emu/", may: ["runtime/common/"], packages: ["node:", ...BROWSER_SAFE] },
+  { layer: "runtime/emu/", may: ["runtime/common/", "runtime/node/waker.ts"], packages: ["node:", ...BROWSER_SAFE] },
   { layer: "runtime/node/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/device/", "kernels/"], packages: ["node:", "onnxruntime-node", "ws"], typePackages: ["onnxruntime-common"] },
   { layer: "runtime/cloud/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/node/", "kernels/"], packages: ["node:", "onnxruntime-node", "ws", "tsx"] },
   { layer: "kernels/", may: [], packages: KERNEL_PACKAGES, dynamic: ["node:fs"] },

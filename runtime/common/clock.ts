@@ -1,8 +1,12 @@
 // Waking at a fraction of a millisecond. Node's timers fire on whole milliseconds and up to
 // 1 ms late, which is 5-10% of a 15 ms emulated inference: the emulation (link shaping, the slow
-// device) would be noisier than what it emulates. So a timer wakes up to ~1 ms early and the rest
-// is waited out in event-loop turns (setImmediate; a MessageChannel in browsers); other I/O runs between them, the cost is a busy event loop
-// for at most that last millisecond.
+// device) would be noisier than what it emulates. Two wakers:
+// - spinWaker (any platform, the default): a timer wakes up to ~1 ms early and the rest is waited
+//   out in event-loop turns (setImmediate; a MessageChannel in browsers). Other I/O runs between
+//   them, but the event loop is busy for that last millisecond, so a process with many wake-ups
+//   (a link at 100 Mbit/s) keeps a core busy;
+// - on Node, runtime/node/waker.ts waits in a timer thread instead (usePreciseTimers), which costs
+//   nothing while it waits. The Node device and the link emulation install it.
 
 /**
  * One macrotask turn: setImmediate on Node; in a browser a MessageChannel message (a nested
@@ -34,11 +38,11 @@ const nextTurn: (fn: () => void) => () => void =
 /** How early (ms) a wake-up may come: the spin's resolution. */
 export const WAKE_SLACK_MS = 0.02;
 
-/**
- * Calls `fn` once performance.now() >= `at` (to ~20 µs), never synchronously; returns a function
- * that cancels it (no timer is left behind).
- */
-export function wakeAt(at: number, fn: () => void): () => void {
+/** Calls `fn` once performance.now() >= `at` - WAKE_SLACK_MS, never synchronously; returns a cancel function. */
+export type Waker = (at: number, fn: () => void) => () => void;
+
+/** The platform-free waker: a timer to ~1.2 ms before `at`, then event-loop turns. */
+export const spinWaker: Waker = (at, fn) => {
   let cancel = () => {};
   const step = () => {
     const wait = at - performance.now();
@@ -52,6 +56,21 @@ export function wakeAt(at: number, fn: () => void): () => void {
   };
   cancel = nextTurn(step);
   return () => cancel();
+};
+
+let waker: Waker = spinWaker;
+
+/** Replaces the waker every wakeAt/sleep of this realm uses (runtime/node/waker.ts on Node). */
+export function setWaker(w: Waker): void {
+  waker = w;
+}
+
+/**
+ * Calls `fn` once performance.now() >= `at` (to ~20 µs), never synchronously; returns a function
+ * that cancels it (no timer is left behind).
+ */
+export function wakeAt(at: number, fn: () => void): () => void {
+  return waker(at, fn);
 }
 
 /** Resolves at performance.now() >= `at` (to ~20 µs), never before. */

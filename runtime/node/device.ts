@@ -5,6 +5,7 @@ import { nodeBackend } from "./backend.js";
 import { openBundle, type NodeBundle } from "./bundle.js";
 import { nodeSocket } from "./client.js";
 import { fileProfileCache } from "./executor.js";
+import { usePreciseTimers } from "./waker.js";
 
 export * from "../device/device.js";
 
@@ -16,6 +17,8 @@ export interface NodeDeviceOptions extends Omit<DeviceOptions, "bundle" | "backe
 }
 
 export function createDevice(options: NodeDeviceOptions): Promise<Device> {
+  // The emulated slow device sleeps to a fraction of a millisecond: in a timer thread, not a spin.
+  usePreciseTimers();
   const bundle = typeof options.bundle === "string" ? openBundle(options.bundle) : options.bundle;
   const profile = options.profile === false ? false : { cache: fileProfileCache(options.profile?.cacheDir) };
   return create({ socket: nodeSocket, ...options, bundle, backend: nodeBackend, profile });
