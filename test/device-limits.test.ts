@@ -67,7 +67,7 @@ function device(cloud: string | CloudClient, options: Partial<NodeDeviceOptions>
 /** A client that does not learn the server's limits: it sends what the server will refuse. */
 function blindClient(url: string, transport: "ws" | "http"): CloudClient {
   const c = connectCloud({ url, model: bundle.manifest.model.sha256, transport, timeoutMs: 5000 });
-  return Object.assign(Object.create(c) as CloudClient, { limits: async () => ({}) });
+  return Object.assign(Object.create(c) as CloudClient, { info: async () => ({ limits: {} }) });
 }
 
 const tooLarge = (srv: DynoServer) => Number(/dyno_errors_total\{kind="too-large"\} (\d+)/.exec(srv.metrics())?.[1] ?? 0);

@@ -29,7 +29,7 @@ try {
   const executor = await openExecutor(bundle, { threads: init.threads });
   const outputNames = executor.manifest.model.outputs.map((o) => o.name);
   const edge = init.edge ? await edgeRunner(executor, init.edge, init.threads) : null;
-  port.on("message", (m: ToWorker) => void (edge ? runEdge(edge, outputNames, m) : run(executor, outputNames, m)));
+  port.on("message", (m: ToWorker) => void ("profile" in m ? profile(executor, m) : edge ? runEdge(edge, outputNames, m) : run(executor, outputNames, m)));
   send({ type: "ready" });
 } catch (e) {
   // The pool terminates this worker when it reads the failure. A segment graph that does not load
@@ -42,17 +42,35 @@ try {
   send({ type: "open-failed", name: (e as Error)?.name ?? "Error", message });
 }
 
+/** The server's own profile: one warm-up, then `runs` timed runs of the whole chain on a zero input. */
+async function profile(executor: Executor, m: Extract<ToWorker, { profile: number }>): Promise<void> {
+  try {
+    const input = executor.manifest.model.inputs[0]!;
+    const dims = input.shape.map((d) => (typeof d === "number" ? d : 1));
+    const zero = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+    const runs: number[][] = [];
+    for (let r = -1; r < m.profile; r++) {
+      const ms = await executor.runSegments(0, executor.manifest.segments.length, { [input.name]: zero });
+      if (r >= 0) runs.push(ms);
+    }
+    send({ type: "profiled", id: m.id, runs });
+  } catch (e) {
+    send({ type: "run-failed", id: m.id, payload: false, message: (e as Error)?.message ?? String(e) });
+  }
+}
+
 /** The request's payloads: views into the one buffer the pool transferred. */
-function payloadsOf(m: ToWorker): Payload[] {
+function payloadsOf(m: Extract<ToWorker, { buffer: ArrayBuffer }>): Payload[] {
   const all = new Uint8Array(m.buffer);
   return m.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
 }
 
-async function run(executor: Executor, outputNames: string[], m: ToWorker): Promise<void> {
+async function run(executor: Executor, outputNames: string[], m: Extract<ToWorker, { buffer: ArrayBuffer }>): Promise<void> {
   try {
     const r = await executor.cloud(m.variant, payloadsOf(m));
     const outputs = outputNames.map((name) => toOutput(name, r.outputs[name]));
-    send({ type: "done", id: m.id, outputs, decodeMs: r.decodeMs, segmentMs: r.segmentMs.reduce((a, b) => a + b, 0) }, outputs.map((o) => o.data.buffer as ArrayBuffer));
+    const from = executor.cutOf(executor.bundle.variant(m.variant)).deviceSegments;
+    send({ type: "done", id: m.id, outputs, decodeMs: r.decodeMs, segmentMs: r.segmentMs.reduce((a, b) => a + b, 0), segments: { from, ms: r.segmentMs } }, outputs.map((o) => o.data.buffer as ArrayBuffer));
   } catch (e) {
     send({ type: "run-failed", id: m.id, payload: e instanceof PayloadError, message: (e as Error)?.message ?? String(e) });
   }
@@ -102,7 +120,7 @@ async function edgeRunner(executor: Executor, config: EdgeConfig, threads: numbe
   };
 }
 
-async function runEdge(e: EdgeRunner, outputNames: string[], m: ToWorker): Promise<void> {
+async function runEdge(e: EdgeRunner, outputNames: string[], m: Extract<ToWorker, { buffer: ArrayBuffer }>): Promise<void> {
   try {
     const { executor } = e;
     const payloads = payloadsOf(m);

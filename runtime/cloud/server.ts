@@ -46,7 +46,9 @@ import { Admission } from "./admission.js";
 import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Heartbeat } from "./heartbeat.js";
 import { escapeLogText, LogLimiter } from "./log-limiter.js";
-import type { Manifest } from "../common/manifest.js";
+import type { Manifest, Profile } from "../common/manifest.js";
+import { nodeBackend } from "../node/backend.js";
+import { CloudProfile } from "./profile.js";
 import { Registry } from "./metrics.js";
 import {
   decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, MAX_PROBE_PAD_BYTES, maxRequestBytes, maxResponseBytes, MessageType, modelId,
@@ -167,6 +169,12 @@ export interface ServeOptions {
   beforeRun?: (variant: string) => Promise<void> | void;
   /** Serve as an edge tier: run to the forward variant's cut, then forward to this cloud (docs/d3.md). */
   edge?: EdgeConfig;
+  /**
+   * Timed runs of the whole segment chain at start-up (after a warm-up), published as the
+   * cloud's profile in the model metadata with the live times of requests (./profile.ts).
+   * Default 5; 0: publish live times only.
+   */
+  profileRuns?: number;
 }
 
 /** Server state for tests and operators (also in /metrics). */
@@ -279,6 +287,20 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     edge: options.edge,
   });
   const authorized = tokenCheck(options.token);
+  // The cloud's own profile (not the edge's: its segments forward), before the first request.
+  const profileRuns = options.profileRuns ?? 5;
+  let cloudProfile: CloudProfile | null = null;
+  if (!options.edge) {
+    const backend = `${nodeBackend.name} (${o.threads} thread${o.threads === 1 ? "" : "s"})`;
+    try {
+      cloudProfile = profileRuns > 0
+        ? CloudProfile.fromRuns(manifest, await pool.profile(profileRuns), backend, nodeBackend.machine())
+        : new CloudProfile(manifest, null, backend, nodeBackend.machine());
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+  }
 
   const registry = new Registry();
   const m = {
@@ -343,6 +365,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
           log("edge fallbacks", "-", `dyno serve: the cloud failed; the edge finished a request of ${valid.variant.id} itself`);
         }
         if (r.edge) m.backboneBytes.add({}, r.edge.backboneBytes);
+        if (r.segments) cloudProfile?.observe(r.segments.from, r.segments.ms);
         const tiles = r.edge?.tiles;
         if (tiles) {
           for (const w of tiles.workers) m.edgeTiles.add({ worker: w });
@@ -497,7 +520,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       return json(res, 404, { error: `unknown model "${name ?? path}": this server hosts "${manifest.model.name}" (version ${id16})` });
     }
     if (mm[3]) return json(res, ready() ? 200 : 503, { name: manifest.model.name, ready: ready() });
-    return json(res, 200, modelMetadata(manifest, o));
+    return json(res, 200, modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null));
   };
 
   const get = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
@@ -862,7 +885,7 @@ function asProtocolError(e: unknown, id: number): ProtocolError {
 const DATATYPES: Record<string, string> = { float32: "FP32", float16: "FP16", float64: "FP64", int64: "INT64", int32: "INT32", int8: "INT8", uint8: "UINT8", bool: "BOOL" };
 
 /** KServe v2 model metadata, plus what a dyno device needs to know about the variants and limits. */
-function modelMetadata(manifest: Manifest, o: { maxBody: number; maxInflight: number; maxInflightPerClient: number; maxInflightPerAddress: number; timeoutMs: number }) {
+function modelMetadata(manifest: Manifest, o: { maxBody: number; maxInflight: number; maxInflightPerClient: number; maxInflightPerAddress: number; timeoutMs: number }, profile: Profile | null) {
   const tensor = (t: { name: string; dtype: string; shape: (number | string | null)[] }) => ({
     name: t.name,
     datatype: DATATYPES[t.dtype] ?? t.dtype.toUpperCase(),
@@ -885,6 +908,8 @@ function modelMetadata(manifest: Manifest, o: { maxBody: number; maxInflight: nu
       variants: manifest.variants
         .filter((v) => cuts.get(v.cut)!.kind !== "output")
         .map((v) => ({ id: v.id, cut: v.cut, codec: v.codec, admissible: v.admissible, accuracy: v.accuracy, tensors: cuts.get(v.cut)!.tensors.map(tensor) })),
+      // This server's own per-segment times (start-up runs, then live): devices plan with them.
+      ...(profile ? { profile } : {}),
     },
   };
 }

@@ -111,26 +111,31 @@ export interface EdgeRun {
   tiles?: EdgeTileRun;
 }
 
-/** Main thread -> worker: one run. */
-export interface ToWorker {
-  id: number;
-  variant: string;
-  buffer: ArrayBuffer;
-  tensors: { name: string; offset: number; length: number }[];
-}
+/** Main thread -> worker: one run, or (profile) `runs` timed runs of the whole segment chain on a zero input. */
+export type ToWorker =
+  | { id: number; variant: string; buffer: ArrayBuffer; tensors: { name: string; offset: number; length: number }[] }
+  | { id: number; profile: number };
 
 /** Worker -> main thread. */
 export type FromWorker =
   | { type: "ready" }
   | { type: "open-failed"; name: string; message: string }
-  | { type: "done"; id: number; outputs: OutputTensor[]; decodeMs: number; segmentMs: number; edge?: EdgeRun }
+  | { type: "done"; id: number; outputs: OutputTensor[]; decodeMs: number; segmentMs: number; edge?: EdgeRun; segments?: SegmentTimes }
+  | { type: "profiled"; id: number; runs: number[][] }
   | { type: "run-failed"; id: number; payload: boolean; message: string };
+
+/** Each segment's ms of one run, from segment `from` on (the cloud's live profile). */
+export interface SegmentTimes {
+  from: number;
+  ms: number[];
+}
 
 export interface CloudRun {
   outputs: OutputTensor[];
   decodeMs: number;
   segmentMs: number;
   edge?: EdgeRun;
+  segments?: SegmentTimes;
 }
 
 /** A run the worker refused for its payload (a codec or shape problem): the request's fault. */
@@ -271,6 +276,26 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Times `runs` runs of the whole segment chain (after one warm-up) on one idle worker, before
+   * the pool takes requests: ms per run per segment. Rejects when the worker cannot.
+   */
+  profile(runs: number): Promise<number[][]> {
+    const slot = this.slots.find((s) => !s.job);
+    if (!slot) return Promise.reject(new DynoError("worker pool: no idle worker to profile on"));
+    const id = -this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: FromWorker) => {
+        if (!("id" in m) || m.id !== id) return;
+        slot.worker.off("message", onMessage);
+        if (m.type === "profiled") resolve(m.runs);
+        else if (m.type === "run-failed") reject(new DynoError(`profiling the cloud segments failed: ${m.message}`));
+      };
+      slot.worker.on("message", onMessage);
+      slot.worker.postMessage({ id, profile: runs } satisfies ToWorker);
+    });
+  }
+
   /** Terminates every worker; call after the last job has come back. */
   async close(): Promise<void> {
     this.closed = true;
@@ -300,7 +325,7 @@ export class WorkerPool {
     // pooled socket buffer, which must not be detached.
     const total = job.payloads.reduce((n, p) => n + p.bytes.length, 0);
     const all = new Uint8Array(total);
-    const tensors: ToWorker["tensors"] = [];
+    const tensors: Extract<ToWorker, { tensors: unknown }>["tensors"] = [];
     let offset = 0;
     for (const p of job.payloads) {
       all.set(p.bytes, offset);
@@ -324,7 +349,7 @@ export class WorkerPool {
     worker.on("message", (m: FromWorker) => {
       const job = slot.job;
       if (!job || !("id" in m) || m.id !== job.id) return;
-      if (m.type === "done") this.finish(slot, job, () => job.resolve({ outputs: m.outputs, decodeMs: m.decodeMs, segmentMs: m.segmentMs, edge: m.edge }));
+      if (m.type === "done") this.finish(slot, job, () => job.resolve({ outputs: m.outputs, decodeMs: m.decodeMs, segmentMs: m.segmentMs, edge: m.edge, segments: m.segments }));
       else if (m.type === "run-failed") this.finish(slot, job, () => job.reject(m.payload ? new WorkerPayloadError(m.message) : new Error(m.message)));
     });
     const died = (why: string) => {

@@ -41,7 +41,7 @@
 // browser cannot set headers on a WebSocket; runtime/node/client.ts gives `ws` with a header.
 // Nothing here imports Node.
 import { DynoError } from "../common/errors.js";
-import type { Variant } from "../common/manifest.js";
+import { Profile, type Variant } from "../common/manifest.js";
 import {
   buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, PREFIX_BYTES, ProtocolError, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind,
   type OutputTensor, type ServerTiming, type Payload,
@@ -105,6 +105,12 @@ export interface ServerLimits {
   timeoutMs?: number;
 }
 
+/** What the model metadata tells a device: the limits, and the cloud's own profile if published. */
+export interface ServerInfo {
+  limits: ServerLimits;
+  profile?: Profile;
+}
+
 const LIMITS = ["maxBody", "maxInflight", "maxInflightPerClient", "timeoutMs"] as const satisfies readonly (keyof ServerLimits)[];
 
 export interface CloudClient {
@@ -123,6 +129,11 @@ export interface CloudClient {
    * asked ("wrong-bundle" when it hosts another model).
    */
   limits(name: string): Promise<ServerLimits>;
+  /**
+   * The server's limits and, when it publishes one, its own profile of the cloud segments
+   * (`dyno.profile` in the model metadata: measured where it runs, at start-up and under load).
+   */
+  info(name: string): Promise<ServerInfo>;
   /** Rejects everything pending ("connection": client closed) and closes the socket. */
   close(): Promise<void>;
   /** Requests sent and not yet settled. */
@@ -198,6 +209,9 @@ export function connectCloud(options: CloudOptions): CloudClient {
       return { rttMs, serialMs: now() - t1 - rttMs, bytes: padBytes };
     },
     async limits(name) {
+      return (await this.info(name)).limits;
+    },
+    async info(name) {
       if (closed) throw new CloudError("connection", "cloud client is closed");
       const path = `/v2/models/${encodeURIComponent(name)}`;
       const res = await httpCall(base, options.token, timeoutMs, path, { method: "GET" });
@@ -213,7 +227,8 @@ export function connectCloud(options: CloudOptions): CloudClient {
         throw new CloudError("protocol", `${base}${path} is not JSON: ${text.slice(0, 100)}`);
       }
       known = limitsOf(metadata);
-      return { ...known };
+      const published = Profile.safeParse((metadata as { dyno?: { profile?: unknown } } | null)?.dyno?.profile);
+      return { limits: { ...known }, ...(published.success && published.data.role === "cloud" ? { profile: published.data } : {}) };
     },
     async close() {
       closed = true;
