@@ -17,7 +17,7 @@ import type { EdgeConfig } from "../../runtime/cloud/worker-pool.js";
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--profile-runs N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
   help: [
     `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
     `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
@@ -25,6 +25,9 @@ export const serve: Command = {
     "                                 request except /v2/health/* (browsers: subprotocol dyno-bearer.<base64url>)",
     "  --workers N                    worker threads running inference, each with its own sessions (default: cores)",
     "  --threads N                    onnxruntime intra-op threads per session (default: cores / workers, 1 to 4)",
+    "  --profile-runs N               timed runs of the whole segment chain at start-up, published as the cloud's",
+    "                                 own profile in the model metadata with the live times of requests (default 5;",
+    "                                 0: live times only)",
     "  --max-body BYTES               largest request message (default: the bundle's largest request + 25%,",
     "                                 at least 1 MiB); over it: 413 / WS close 1009",
     `  --max-inflight N               requests in flight in the server (default ${SERVE_DEFAULTS.maxInflight}); over it: 429`,
@@ -77,6 +80,7 @@ export const serve: Command = {
     "timeout-ms": { type: "string" },
     threads: { type: "string" },
     workers: { type: "string" },
+    "profile-runs": { type: "string" },
     "max-connections": { type: "string" },
     "heartbeat-ms": { type: "string" },
     "ws-send-buffer": { type: "string" },
@@ -136,7 +140,7 @@ export const serve: Command = {
       return buildEdgeTiles(bundle, { from: Number(spec), to: forwardVariant().cut, grid });
     };
     if (role === "edge-worker") {
-      const other = ["max-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
+      const other = ["max-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "profile-runs", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
       if (other) throw new UsageError(`--${other} goes with --role cloud or edge (an edge worker takes --host, --port, --token-file, --threads, --max-connections and its tile flags)`);
       const tiles = await tileSet();
       const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, slowdown, maxConnections: int("max-connections", 1), threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
@@ -206,6 +210,7 @@ export const serve: Command = {
       headersTimeoutMs: int("headers-timeout-ms", 1),
       requestTimeoutMs: int("request-timeout-ms", 1),
       keepAliveTimeoutMs: int("keep-alive-timeout-ms", 1),
+      profileRuns: int("profile-runs", 0),
       version: dynoVersion(),
       log: (line) => console.error(line),
       routes: page ? (req, res) => page.routes(req, res) : undefined,
