@@ -101,7 +101,7 @@ test("link: stale until a sample long enough to time; a probe answers it and rep
   assert.ok(Number.isFinite(updateLink(s, { probe: true, rttMs: 10, bytes: 1000, serialMs: -0.1 }).bandwidthBps));
 });
 
-test("link: an off RTT sample is suspect; a second confirms a link change (stale) and counts it", () => {
+test("link: an off RTT sample is suspect and does not move the estimate; a second confirms a link change (stale) and counts it", () => {
   let s = initLink({ bandwidthMbps: 15, rttMs: 50 });
   s = feed(updateLink(s, { rttMs: 100 }), 2, 100, 3, 20_000);
   assert.is(s.bandwidthStale, undefined);
@@ -114,6 +114,7 @@ test("link: an off RTT sample is suspect; a second confirms a link change (stale
   const before = s.bandwidthBps;
   s = updateLink(s, transfer(20_000, 8, 400));
   assert.is(s.bandwidthBps, before);
+  assert.is(s.rttMs, 100, "a sample far above the estimate does not move it before it is confirmed");
   s = updateLink(s, { rttMs: 410 });
   assert.not.ok(s.suspect);
   assert.is(s.rttMs, 405, "the step replaces the estimate");

@@ -1,14 +1,25 @@
-// The device runtime: runs its part of the model, packs what crosses the cut, sends it, and lets
-// the scheduler (a pure function, ./scheduler.ts) re-plan cut and bits after every inference
-// from what it measured (./estimators.ts). When the cloud is unreachable or slow it finishes the
-// inference itself — the device holds every segment — and probes the cloud with back-off until
-// it answers again. Every infer() resolves once with a correct result or rejects with an error.
+// The device runtime: runs its part of the model, packs what crosses the cut, sends it, and
+// re-plans cut and bits before every inference (runtime/plan/planner.ts, a pure function) from
+// what it measured (runtime/plan/estimators.ts, and each variant's prediction errors:
+// runtime/plan/tracker.ts). When the cloud is unreachable or slow it finishes the inference itself
+// — the device holds every segment — and probes the cloud with back-off until it answers again.
+// Every infer() resolves once with a correct result or rejects with an error.
+//
+// Its parts, each a unit of its own:
+// - the planner's state (what each variant measured, the running variant, trials);
+// - the link monitor (./link-monitor.ts): RTT pings, bandwidth probes in the background;
+// - the lane (./lane.ts): the device's processor, one piece of compute at a time, so an emulated
+//   slow device never runs two inferences at once (a stream whose requests fall back included);
+// - the stream's window: at most `pipelineDepth` inferences on the link or in the cloud, by
+//   default what the server admits per client less one (for the pings), and the time between
+//   dispatches, which is the throughput each variant really reached.
 //
 // The server's limits (client.limits: GET /v2/models/NAME) are read when the device connects and
 // again when the cloud comes back or refuses a request. A request over --max-body is never sent:
 // the planner does not offer a variant whose payload may exceed it, a pinned one runs
 // device-only, and one whose actual request is over it (or that the server refuses anyway:
-// too-large) finishes here from its payloads. A refusal is not an outage: the cloud stays up.
+// too-large) finishes here from its payloads. A refusal is not an outage: the cloud stays up; nor
+// is a busy server (overloaded): that request finishes here.
 //
 // Platform-free: the bundle, the inference backend, the WebSocket and the profile cache are
 // given. runtime/node/device.ts gives Node's (a directory, onnxruntime-node, `ws`, ~/.cache/dyno),
@@ -18,12 +29,18 @@ import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
 import type { Manifest, Profile, Variant } from "../common/manifest.js";
 import type { Backend, Tensor } from "../exec/backend.js";
-import { observe, observationsOf, initEstimates, type Estimates } from "../plan/estimators.js";
+import { observe, observationsOf, initEstimates, withCloudProfile, type Estimates } from "../plan/estimators.js";
 import { backendLabel, Executor, measureProfile, profileKey } from "../exec/executor.js";
-import { MAX_PROBE_PAD_BYTES, modelId, PREFIX_BYTES, type RequestHeader } from "../common/protocol.js";
-import { chooseVariant, payloadBound, pinVariant, type Choice, type Objective, type PolicyName } from "../plan/scheduler.js";
+import { modelId, PREFIX_BYTES, type RequestHeader } from "../common/protocol.js";
+import { payloadBound, pinVariant, type Objective, type PolicyName } from "../plan/scheduler.js";
+import { initPlanner, plan, type PlannedChoice, type PlannerOptions, type PlannerState } from "../plan/planner.js";
+import { correct, recordInterval, recordRun } from "../plan/tracker.js";
 import { connectCloud, type CloudClient, type ServerLimits, type SocketFactory } from "./client.js";
-import { sleep } from "../common/clock.js";
+import { Lane } from "./lane.js";
+import { LinkMonitor, probeOptions, type ProbeOptions, type ProbeStats } from "./link-monitor.js";
+import { sleepUntil } from "../common/clock.js";
+
+export type { ProbeStats } from "./link-monitor.js";
 
 /** Where a device keeps its measured profile between starts (by profileKey). */
 export interface ProfileCache {
@@ -50,13 +67,8 @@ export interface DeviceOptions {
   variant?: string;
   objective?: Objective;
   slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number };
-  /**
-   * Keep the running variant unless the best predicts this fraction better (default 0.03). Lower
-   * than the scheduler's own default (0.1): the device also asks two re-plans in a row to agree
-   * before it leaves a variant, which is what holds noise off, and a switch costs nothing (every
-   * segment session is open), so a wide band would only leave it up to 10% off the best.
-   */
-  hysteresis?: number;
+  /** The planner's confidence bound and trial budget (runtime/plan/planner.ts PLANNER_DEFAULTS). */
+  planner?: Partial<PlannerOptions>;
   /**
    * Device emulation: this machine is both device and cloud, so the device's compute is
    * this factor times its profiled time (see `emulate` below). Stated in outputs.
@@ -68,7 +80,11 @@ export interface DeviceOptions {
   probeMs?: number;
   maxProbeMs?: number;
   threads?: number;
-  /** Inferences on the link or in the cloud at once in stream() (default 8). */
+  /**
+   * Inferences on the link or in the cloud at once in stream(). Default: what the server admits
+   * per client (--max-inflight-per-client) and the client allows, less one for pings and probes
+   * (15 with the defaults): enough to cover a 3G round trip at a few ms per inference.
+   */
   pipelineDepth?: number;
   /**
    * Profile this device's segments on first start (a few warm runs, kept in `cache` when given);
@@ -80,10 +96,11 @@ export interface DeviceOptions {
    * inference, after the RTT stepped, and when no transfer has timed the link for `maxAgeMs`
    * (default 10 000). A probe is sized to take `targetMs` (default 10) at the estimated bandwidth,
    * between 16 KiB and `maxBytes` (default 1 MiB; the first at most 64 KiB, in case the estimate
-   * is far too high), and repeated (at most 3 times) while it was
-   * too short to time. false: never probe (the estimate then moves only with large payloads).
+   * is far too high), and repeated (at most 3 times) while it was too short to time. While the
+   * estimate is stale dyno runs device-only (stream) or waits for the probe (infer). false: never
+   * probe (the estimate then moves only with large payloads, and the prior is planned with).
    */
-  bandwidthProbe?: false | { targetMs?: number; maxBytes?: number; maxAgeMs?: number };
+  bandwidthProbe?: false | Partial<ProbeOptions>;
 }
 
 export interface InferOptions {
@@ -91,23 +108,16 @@ export interface InferOptions {
   variant?: string;
 }
 
-/** What the device's bandwidth probes did: count, bytes and time spent (stated in run summaries). */
-export interface ProbeStats {
-  probes: number;
-  bytes: number;
-  ms: number;
-}
-
 export interface Inference {
   outputs: Record<string, { dims: number[]; data: Float32Array }>;
   /** Variant that ran ("device-only" when the device finished alone). */
   variant: string;
   kind: "split" | "device-only" | "cloud-only";
-  /** The scheduler's choice (and reason) before this inference. */
-  choice: Choice;
+  /** The planner's choice (and reason) before this inference. */
+  choice: PlannedChoice;
   /**
-   * True when a planned offload ended on the device: the cloud failed or refused the request, or
-   * the request would be over the server's limit. `fallback` says which.
+   * True when a planned offload ended on the device: the cloud failed, was busy or refused the
+   * request, or the request would be over the server's limit. `fallback` says which.
    */
   fellBack: boolean;
   fallback?: string;
@@ -126,6 +136,14 @@ export interface Inference {
   };
 }
 
+/** What the planner did so far: plans, switches of variant, trials (deliberate exploration). */
+export interface PlannerStats {
+  plans: number;
+  switches: number;
+  trials: number;
+  trialInferences: number;
+}
+
 export interface Device {
   readonly manifest: Manifest;
   infer(input: Float32Array, options?: InferOptions): Promise<Inference>;
@@ -134,6 +152,9 @@ export interface Device {
   readonly estimates: Estimates;
   readonly cloudUp: boolean;
   readonly probes: ProbeStats;
+  readonly planner: PlannerStats;
+  /** The stream's window now (pipelineDepth, or what the server's limits allow). */
+  readonly depth: number;
   /** The server's limits as last read (empty until read, or when it publishes none). */
   readonly limits: ServerLimits;
   /**
@@ -145,6 +166,14 @@ export interface Device {
   close(): Promise<void>;
 }
 
+/** An emulated step that starts within this of the previous one's end continues the device's own clock. */
+const BACK_TO_BACK_MS = 0.5;
+/** How far the device's clock may run behind this process's (late wake-ups it can make up). */
+const MAX_CATCH_UP_MS = 5;
+
+/** The client's own cap on requests in flight (connectCloud's maxInFlight default). */
+const CLIENT_MAX_IN_FLIGHT = 16;
+
 export async function createDevice(options: DeviceOptions): Promise<Device> {
   const bundle = options.bundle;
   if (options.variant !== undefined) checkVariant(bundle.manifest, options.variant);
@@ -154,15 +183,6 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const dims = perSampleDims(m.model.inputs[0]!.shape);
   const inputSize = dims.reduce((a, b) => a * b, 1);
   const slowdown = options.slowdown ?? 1;
-  const policy = {
-    name: options.policy ?? "dyno",
-    objective: options.objective ?? "latency",
-    maxAccuracyDrop: options.slo?.maxAccuracyDrop,
-    latencySloMs: options.slo?.latencyMs,
-    throughputSloPerS: options.slo?.throughputPerS,
-    hysteresis: options.hysteresis ?? 0.03,
-    pipelineDepth: Math.max(1, options.pipelineDepth ?? 8),
-  } as const;
   // Device-side profile on first start (cached per bundle and machine): this device's own
   // per-segment times replace the bundle's device profile in the estimates.
   let planning = m;
@@ -180,9 +200,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // measurements correct the estimate from the first inference on.
   // The stretched profile counts as one sample, so a first outlier (a cold run) cannot replace it.
   if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown, samples: 1 } };
-  let previous: Choice | null = null;
-  let pendingSwitch = false;
-  let planChanges = 0;
+  let planner: PlannerState = initPlanner(estimates.link.epoch);
   const clientOf = (c: string | CloudClient | null) =>
     typeof c === "string" ? connectCloud({ url: c, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000, socket: options.socket }) : c;
   let cloud: CloudClient | null = clientOf(options.cloud);
@@ -194,14 +212,17 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
 
   let limits: ServerLimits = {};
   /**
-   * Reads the server's limits; false when the server cannot be reached. A server that answers
-   * without them (or with an error a request would also get) leaves them as they were.
+   * Reads the server's limits and profile; false when the server cannot be reached. A server
+   * that answers without them (or with an error a request would also get) leaves them as they were.
    */
   const readLimits = async (): Promise<boolean> => {
     try {
-      limits = await cloud!.limits(m.model.name);
+      const info = await cloud!.info(m.model.name);
+      limits = info.limits;
+      // The cloud's own per-segment times, measured where it runs, replace the bundle's.
+      if (info.profile) estimates = withCloudProfile(estimates, info.profile);
     } catch (e) {
-      if (isCloudFailure(e)) return false;
+      if (isCloudFailure(e) || isBusy(e)) return false;
     }
     return true;
   };
@@ -210,7 +231,24 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // The largest header a request frame adds to its payloads: what --max-body leaves for them.
   const overheadBytes = Math.max(...m.variants.map((v) => frameOverhead(m, v)));
   const maxPayload = () => (limits.maxBody === undefined ? undefined : limits.maxBody - overheadBytes);
-  const planPolicy = () => ({ ...policy, maxRequestBytes: maxPayload() });
+  /** The stream's window: given, or what the server admits per client and the client allows, less one for pings. */
+  const depthNow = () => Math.max(1, options.pipelineDepth ?? Math.min(CLIENT_MAX_IN_FLIGHT, limits.maxInflightPerClient ?? CLIENT_MAX_IN_FLIGHT) - 1);
+  const policyNow = () => ({
+    name: options.policy ?? "dyno",
+    objective: options.objective ?? "latency",
+    maxAccuracyDrop: options.slo?.maxAccuracyDrop,
+    latencySloMs: options.slo?.latencyMs,
+    throughputSloPerS: options.slo?.throughputPerS,
+    pipelineDepth: depthNow(),
+    maxRequestBytes: maxPayload(),
+  } as const);
+  // Trials and what counts as measured: a stream's interval samples start once its pipeline holds
+  // the variant alone (two windows after a switch), each a block of a window's dispatches, so a
+  // trial is four windows (two to refill, two samples), and worth it for a predicted gain of 10%
+  // (a stream's blocks are noisier than one inference's latency); a latency sample is one inference.
+  const plannerOptions = (): Partial<PlannerOptions> => (options.objective ?? "latency") === "throughput"
+    ? { minSamples: 1.5, trialLength: 4 * depthNow(), trialGain: 0.1, ...options.planner }
+    : { minSamples: 3, trialLength: 3, ...options.planner };
 
   const scheduleProbe = () => {
     if (probeTimer || closed || !cloud) return;
@@ -238,94 +276,44 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const connect = () => (cloud ? readLimits().then((up) => void (up || markDown())) : null);
   let connecting: Promise<void> | null = connect();
 
-  let pinging = false;
-  let pings = 0;
-  /**
-   * One RTT sample from a ping in the background (at most one outstanding). A sample off from
-   * the estimate (the link may have changed) is checked at once by another ping, so that a step
-   * is confirmed, and a bandwidth probe due, before the next plan rather than an inference later.
-   */
-  const linkProbe = (): void => {
-    if (pinging || !cloud || closed) return;
-    pinging = true;
-    // The first ping may open the connection (handshake, TLS): not an RTT sample.
-    const first = pings++ === 0;
-    cloud.ping().then(
-      (ms) => {
-        pinging = false;
-        if (first) return;
-        estimates = observe(estimates, { kind: "rtt", ms });
-        if (estimates.link.suspect && cloudUp) linkProbe();
-      },
-      () => void (pinging = false),
-    );
-  };
-
-  // Bandwidth probes (see DeviceOptions.bandwidthProbe).
-  const probeOptions = options.bandwidthProbe === false ? null : { targetMs: 10, maxBytes: MAX_PROBE_PAD_BYTES, maxAgeMs: 10_000, ...options.bandwidthProbe };
-  const probeStats: ProbeStats = { probes: 0, bytes: 0, ms: 0 };
-  let timedAt = -Infinity;
-  let probedAt = -Infinity;
-  let timedCount = 0;
-  /** Inferences on the link or in the cloud now, and who waits for the link to be quiet. */
-  let onLink = 0;
-  const quiet: (() => void)[] = [];
-  const leaveLink = () => {
-    if (--onLink === 0) for (const f of quiet.splice(0)) f();
-  };
-  const probeDue = (): boolean => {
-    if (!probeOptions || !cloud || !cloudUp || policy.name === "device-only") return false;
-    const l = estimates.link;
-    const now = performance.now();
-    if (l.transfers !== timedCount) ((timedCount = l.transfers), (timedAt = now));
-    // An RTT sample off the estimate may be a link change: probing checks it at once (the probe
-    // starts with a ping), at most once a second, so that RTT noise costs little.
-    const suspect = l.suspect === true && now - probedAt > 1000;
-    return l.bandwidthStale !== undefined || suspect || now - timedAt > probeOptions.maxAgeMs;
-  };
-  /** Probes until one is long enough to time (at most 3), with the link to itself. */
-  const probeBandwidth = async (): Promise<void> => {
-    const o = probeOptions!;
-    // Alone on the link: a probe beside a payload would time both (and delay the payload).
-    while (onLink > 0) await new Promise<void>((r) => quiet.push(r));
-    const t0 = performance.now();
-    try {
-      // The first exchange may open the connection: not a sample.
-      if (pings++ === 0) await cloud!.ping();
-      // A probe is a message too: at most the server's --max-body.
-      const maxBytes = Math.min(o.maxBytes, limits.maxBody === undefined ? Infinity : limits.maxBody - PREFIX_BYTES);
-      for (let round = 0; round < 3; round++) {
-        // The first round is at most 64 KiB: the estimate being probed may be far too high.
-        const size = Math.round(Math.min(round === 0 ? 64 * 1024 : maxBytes, maxBytes, Math.max(16 * 1024, (estimates.link.bandwidthBps * o.targetMs) / 8000)));
-        const r = await cloud!.probe(size);
-        probeStats.probes++;
-        probeStats.bytes += r.bytes;
-        estimates = observe(estimates, { kind: "probe", rttMs: r.rttMs, bytes: r.bytes, serialMs: r.serialMs });
-        if (r.serialMs >= o.targetMs / 2 || size >= maxBytes) break;
-      }
-    } catch (e) {
-      if (isRefusal(e)) refreshLimits();
-      else if (!isCloudFailure(e)) throw e;
-      else markDown();
-    } finally {
-      probeStats.ms += performance.now() - t0;
-      timedCount = estimates.link.transfers;
-      timedAt = probedAt = performance.now();
-    }
-  };
+  const links = new LinkMonitor({
+    cloud: () => cloud,
+    cloudUp: () => cloudUp,
+    estimates: () => estimates,
+    observe: (...o) => void (estimates = observe(estimates, ...o)),
+    maxBody: () => limits.maxBody,
+    refused: refreshLimits,
+    failed: (e) => {
+      if (isCloudFailure(e)) markDown();
+    },
+    closed: () => closed,
+  }, (options.policy ?? "dyno") === "device-only" ? null : probeOptions(options.bandwidthProbe));
+  const lane = new Lane();
 
   /**
    * Emulated slow device: a step takes `slowdown` x its time in this device's profile (the
    * profile measured at start, else the bundle's), or its measured time if that is longer. Taken
    * from the profile rather than stretched from each run, so this machine's noise is not
    * multiplied by the factor: the emulated device is as steady as a real one.
+   *
+   * The device keeps its own clock. A step that starts right after the previous one ended (the
+   * device busy back to back) starts where that one ended on the device's clock, not when this
+   * process's event loop got round to waking it: the wake-up comes up to a few tenths of a ms late
+   * when the loop is busy with the link proxy and the server, and those late wake-ups, paid on
+   * every step, made the emulated device 10-30% slower than its profile at a thousand steps a
+   * second. A device that waited (for a slot, for an input) starts afresh.
    */
   const deviceProfile = planning.profiles.find((p) => p.role === "device" && p.segments.length === m.segments.length);
   const profiledMs = (from: number, to: number) => deviceProfile!.segments.slice(from, to).reduce((a, t) => a + t.meanMs, 0);
-  const emulate = async (measuredMs: number, profileMs: number | undefined) => {
+  const clock = { virtualEnd: -Infinity, actualEnd: -Infinity };
+  const emulate = async (measuredMs: number, profileMs: number | undefined, startedAt: number) => {
     if (slowdown === 1) return measuredMs;
     const target = Math.max(measuredMs, slowdown * (profileMs ?? measuredMs));
-    if (target > measuredMs) await sleep(target - measuredMs);
+    const backToBack = startedAt - clock.actualEnd < BACK_TO_BACK_MS;
+    const start = backToBack ? Math.max(clock.virtualEnd, startedAt - MAX_CATCH_UP_MS) : startedAt;
+    clock.virtualEnd = start + target;
+    if (clock.virtualEnd > performance.now()) await sleepUntil(clock.virtualEnd);
+    clock.actualEnd = performance.now();
     return target;
   };
   const codecProfileMs = (id: string) => deviceProfile?.codec[id]?.meanMs;
@@ -333,7 +321,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const deviceOnlyId = m.variants.find((v) => m.cuts.find((c) => c.id === v.cut)?.kind === "output")!.id;
   // Warm-up, unmeasured: a session's first run (allocations) and a codec's first call are many
   // times slower than the device is. Measured, the first sample would set the compute ratio (and
-  // a codec's time) for good, and the scheduler would never try device-only again to correct it.
+  // a codec's time) for good.
   {
     const zero = tensor(new Float32Array(inputSize));
     for (let i = 0; i < 3; i++) await exec.device(deviceOnlyId, zero);
@@ -341,40 +329,39 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     for (const v of m.variants) if (inputCut && v.cut === inputCut.id) await exec.device(v.id, zero);
   }
 
-  /** Phase 1 (device compute): plan, run the device part, pack. */
-  async function prepare(input: Float32Array, pin?: string) {
+  /** The next plan: pinned, or the planner's (device-only while the cloud is down). */
+  const planNext = (pinned: string | undefined): PlannedChoice => {
+    const policy = policyNow();
+    if (pinned !== undefined) {
+      const c = pinVariant(m, estimates, pinned, policy);
+      return { ...c, predicted: correct(planner.tracker, c.predicted, policy), decision: "fixed" };
+    }
+    // Without probes the prior is all there is to plan with: it is not "stale". With them, an
+    // estimate nothing timed for a while is (a stream keeps the link busy: it must drain for a probe).
+    const stale = links.why();
+    const est = stale === estimates.link.bandwidthStale ? estimates : { ...estimates, link: { ...estimates.link, bandwidthStale: stale } };
+    const r = plan(m, est, cloudUp ? policy : { ...policy, name: "device-only" }, planner, plannerOptions());
+    planner = r.state;
+    return r.choice;
+  };
+
+  /** Phase 1 (device compute): plan, run the device part, pack. `streaming`: never wait for a probe. */
+  async function prepare(input: Float32Array, pin: string | undefined, streaming: boolean) {
     if (closed) throw new DynoError("device is closed");
     if (input.length !== inputSize) throw new DynoError(`input has ${input.length} values, model input "${m.model.inputs[0]!.name}" [${dims.join(",")}] needs ${inputSize}`);
     // The synthesised names map to the bundle's own variants; an unknown id throws before any work.
     if (pin !== undefined) checkVariant(m, pin);
     const pinned = pin === "device-only" ? deviceOnlyId : pin === "cloud-only" ? cloudOnlyId(m) : pin;
-    const t0 = performance.now();
     if (connecting) await connecting;
     connecting = null;
-    // A stale bandwidth estimate (first inference, the link changed, or not timed for a while)
-    // is measured before planning, so the plan does not rest on it.
-    if (probeDue()) await probeBandwidth();
-    // A plan right after the link estimate was reset (a detected step, a probe) rests on fresh
-    // measurements: its switch needs no confirmation.
-    const fresh = estimates.link.changes !== planChanges;
-    planChanges = estimates.link.changes;
-    let choice: Choice;
-    const plan = planPolicy();
-    if (pinned !== undefined) choice = pinVariant(m, estimates, pinned, plan);
-    else {
-      const proposed = chooseVariant(m, estimates, cloudUp ? plan : { ...plan, name: "device-only" }, previous);
-      // Beyond the scheduler's hysteresis, leaving a variant must be proposed by two re-plans in
-      // a row: a variant only looks better for one inference when noise moved one estimate.
-      choice = proposed;
-      if (previous && proposed.id !== previous.id && cloudUp && !fresh) {
-        if (!pendingSwitch) {
-          pendingSwitch = true;
-          const stay = chooseVariant(m, estimates, { ...plan, hysteresis: 0.99 }, previous);
-          if (stay.id === previous.id) choice = stay;
-        } else pendingSwitch = false;
-      } else pendingSwitch = false;
-      previous = choice;
-    }
+    // A stale bandwidth estimate (first inference, the link changed, or not timed for a while) is
+    // measured in the background; one inference at a time waits for it (a stream runs
+    // device-only meanwhile: the planner does not plan with a stale estimate).
+    const probing = pinned === undefined ? links.maybeProbe() ?? (streaming ? null : links.checkSuspect()) : null;
+    if (probing && !streaming && (estimates.link.bandwidthStale !== undefined || estimates.link.suspect)) await probing;
+    // The inference's own time starts here: connecting and probing are the link's business.
+    const t0 = performance.now();
+    let choice = planNext(pinned);
     let id = choice.variant === "device-only" || choice.variant === "cloud-only" ? (choice.variant === "device-only" ? deviceOnlyId : cloudOnlyId(m)) : choice.id;
     // Over the server's limit (pinned; the planner offers none): nothing to send it, so the
     // whole model runs here, which is the cheaper way to finish on the device.
@@ -388,15 +375,34 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     // An RTT sample per inference from a ping alongside (no model work, a few bytes): device-only
     // sends nothing, so without it the device would never notice the link getting better, and a
     // split's transfer alone cannot tell a longer RTT from a narrower link.
-    if (cloud && cloudUp) linkProbe();
+    links.ping();
     const x = tensor(input);
-    const d = await exec.device(id, x);
-    const computeMs = d.segmentMs.reduce((a, b) => a + b, 0);
-    const deviceSegments = m.cuts.find((c) => c.id === d.variant.cut)!.deviceSegments;
-    const deviceMs = await emulate(computeMs, deviceProfile ? profiledMs(0, deviceSegments) : undefined);
-    const encodeMs = d.kind === "split" ? await emulate(d.encodeMs, codecProfileMs(id)) : 0;
+    const cut = m.cuts.find((c) => c.id === m.variants.find((v) => v.id === id)!.cut)!;
+    const { d, deviceMs, encodeMs } = await lane.run(async () => {
+      const t1 = performance.now();
+      const d = await exec.device(id, x);
+      const computeMs = d.segmentMs.reduce((a, b) => a + b, 0);
+      const deviceMs = await emulate(computeMs, deviceProfile ? profiledMs(0, cut.deviceSegments) : undefined, t1);
+      const encodeMs = d.kind === "split" ? await emulate(d.encodeMs, codecProfileMs(id), performance.now() - d.encodeMs) : 0;
+      return { d, deviceMs, encodeMs };
+    });
     return { t0, choice, id, d, deviceMs, encodeMs, x, fallback };
   }
+
+  /** What the tracker learns from one inference: each stage against the choice's prediction. */
+  const learn = (choice: PlannedChoice, id: string, measured: { deviceMs: number; linkMs?: number; cloudMs?: number; latencyMs?: number }, alone: boolean) => {
+    if (choice.id !== id && !(choice.variant === "device-only" && id === deviceOnlyId) && !(choice.variant === "cloud-only" && id === cloudOnlyId(m))) return;
+    planner = {
+      ...planner,
+      tracker: recordRun(planner.tracker, {
+        id: choice.id, sends: choice.predicted.kind !== "device-only", predicted: choice.predicted.model,
+        // Latency and the link's share are only what the model predicts when nothing else was in
+        // flight with it (a stream's queueing is the interval's business).
+        predictedLatencyMs: alone ? choice.predicted.stageLatencyMs : undefined,
+        deviceMs: measured.deviceMs, linkMs: alone ? measured.linkMs : undefined, cloudMs: measured.cloudMs, latencyMs: alone ? measured.latencyMs : undefined,
+      }),
+    };
+  };
 
   /** Phase 2 (link + cloud): send and await, or finish locally when the cloud fails. */
   async function finish(p: Awaited<ReturnType<typeof prepare>>): Promise<Inference> {
@@ -407,26 +413,42 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const base = { deviceSegmentMs: d.segmentMs, deviceMs, encodeMs, bytes: 0, transferMs: 0, cloudMs: 0, queueMs: 0, rttMs: 0 };
     if (d.kind === "local") {
       estimates = observe(estimates, ...observationsOf({ variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs }));
-      return { outputs: plain(d.outputs), variant: id, kind: "device-only", choice, fellBack: fallback !== undefined, fallback, timings: { ...base, totalMs: performance.now() - t0 } };
+      const totalMs = performance.now() - t0;
+      if (fallback === undefined) learn(choice, id, { deviceMs, latencyMs: totalMs }, links.busy === 0);
+      return { outputs: plain(d.outputs), variant: id, kind: "device-only", choice, fellBack: fallback !== undefined, fallback, timings: { ...base, totalMs } };
     }
     const bytes = d.payloads.reduce((s, q) => s + q.bytes.length, 0);
     if (cloud && cloudUp) {
-      onLink++;
+      const alone = links.busy === 0;
+      links.enter();
       const via = cloud;
+      const sentInEpoch = estimates.link.changes;
+      links.sent(bytes);
       try {
         const a = await via.infer({ variant: d.variant, payloads: d.payloads });
         // The server reports its own time; the rest of the wall time is the link (transfer + RTT).
         const transferMs = Math.max(0, a.wallMs - a.timing.totalMs);
         const rttMs = estimates.link.rttMs;
+        // A transfer times the link only when it had the link to itself (a pipelined one waited
+        // behind the others, and its own share of the wall time is unknown: reconstructing it
+        // needs the bandwidth it is meant to measure), and when the link is still the one it was
+        // sent on: serialisation = link time - RTT.
+        const serialMs = alone && sentInEpoch === estimates.link.changes ? transferMs - rttMs : undefined;
         estimates = observe(
           estimates,
           ...observationsOf({
             variant: id, deviceSegments: cut.deviceSegments, segments: m.segments.length, deviceMs, encodeMs,
-            bytes: a.bytesSent, transferSeconds: transferMs / 1000, decodeMs: a.timing.decodeMs, cloudMs: a.timing.cloudMs,
+            bytes: a.bytesSent, ...(serialMs !== undefined ? { transferSeconds: transferMs / 1000, serialMs } : {}), decodeMs: a.timing.decodeMs, cloudMs: a.timing.cloudMs,
           }),
         );
+        const totalMs = performance.now() - t0;
+        learn(choice, id, { deviceMs: deviceMs + encodeMs, linkMs: transferMs, cloudMs: a.timing.cloudMs, latencyMs: totalMs }, alone);
+        // Alone on the link and far slower than the link was predicted to be: the link may have
+        // changed under it; a ping now checks its RTT rather than at the next inference.
+        const expected = choice.predicted.model.linkMs;
+        if (alone && choice.id === id && transferMs > Math.max(2 * expected, expected + estimates.linkOptions.minStepMs)) links.ping(true);
         const outputs = Object.fromEntries(a.outputs.map((o) => [o.name, { dims: o.dims, data: o.data }]));
-        return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.cloudMs, queueMs: a.timing.queueMs, rttMs, totalMs: performance.now() - t0 } };
+        return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.cloudMs, queueMs: a.timing.queueMs, rttMs, totalMs } };
       } catch (e) {
         const why = `${(e as { kind?: string }).kind}: ${(e as Error).message}`;
         if (isRefusal(e)) {
@@ -436,20 +458,27 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
           estimates = observe(estimates, { kind: "bytes", variant: id, bytes: bytes + overheadBytes });
           refreshLimits();
           fallback = `refused, ${why}`;
+        } else if (isBusy(e)) {
+          // Back-pressure (the server's or the client's own window), not an outage.
+          fallback = `the cloud is busy, ${why}`;
         } else if (isCloudFailure(e)) {
           // A connection setCloud replaced says nothing of the new one.
           if (via === cloud) markDown();
           fallback = via === cloud ? `cloud failure, ${why}` : `the cloud changed while in flight, ${why}`;
         } else throw e;
       } finally {
-        leaveLink();
+        links.leave();
       }
     }
     fallback ??= cloud ? "the cloud is down" : "no cloud";
-    // The cloud is down, failed or refused: finish here from the same payloads — same numbers.
-    const c = await exec.cloud(id, d.payloads);
-    const localMs = await emulate(c.segmentMs.reduce((a, b) => a + b, 0) + c.decodeMs, deviceProfile ? profiledMs(cut.deviceSegments, m.segments.length) : undefined);
-    return { outputs: plain(c.outputs), variant: id, kind: "device-only", choice, fellBack: true, fallback, timings: { ...base, bytes, deviceMs: deviceMs + localMs, totalMs: performance.now() - t0 } };
+    // The cloud is down, failed or refused: finish here from the same payloads — same numbers —
+    // on the device's one processor, after whatever it is computing now.
+    const localMs = await lane.run(async () => {
+      const t1 = performance.now();
+      const c = await exec.cloud(id, d.payloads);
+      return { outputs: c.outputs, ms: await emulate(c.segmentMs.reduce((a, b) => a + b, 0) + c.decodeMs, deviceProfile ? profiledMs(cut.deviceSegments, m.segments.length) : undefined, t1) };
+    });
+    return { outputs: plain(localMs.outputs), variant: id, kind: "device-only", choice, fellBack: true, fallback, timings: { ...base, bytes, deviceMs: deviceMs + localMs.ms, totalMs: performance.now() - t0 } };
   }
 
   const device: Device = {
@@ -461,25 +490,54 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       return cloudUp;
     },
     get probes() {
-      return { ...probeStats };
+      return { ...links.stats };
+    },
+    get planner() {
+      return { plans: planner.plans, switches: planner.switches, trials: planner.trials, trialInferences: planner.trialInferences };
+    },
+    get depth() {
+      return depthNow();
     },
     get limits() {
       return { ...limits };
     },
     async infer(input, inferOptions) {
-      return finish(await prepare(input, inferOptions?.variant ?? options.variant));
+      return finish(await prepare(input, inferOptions?.variant ?? options.variant, false));
     },
-    async stream(inputs, onResult, depth = options.pipelineDepth ?? 8) {
+    async stream(inputs, onResult, depth) {
       // The device computes input i+1 while up to `depth` earlier inputs are on the link or in
       // the cloud, so throughput is bounded by the slowest stage, not by the round trip.
       const results: Inference[] = [];
       const inFlight = new Set<Promise<void>>();
       let failure: unknown = null;
       let i = 0;
+      // The time between dispatches is the throughput a variant really reaches, once the pipeline
+      // holds nothing else: a variant's first window of dispatches waits on the one before it, and
+      // its second on the first (queued behind the old one's at the link and the server). It is
+      // measured in blocks of a window's dispatches (a window-limited stream dispatches in bursts).
+      let last: { at: number; choice: PlannedChoice; run: number } | null = null;
+      let block = { id: "", ms: 0, n: 0, predicted: 0 };
       for await (const input of inputs as AsyncIterable<Float32Array>) {
         if (failure) break;
-        const prepared = await prepare(input, options.variant);
-        while (inFlight.size >= Math.max(1, depth)) await Promise.race(inFlight);
+        const window = Math.max(1, depth ?? depthNow());
+        const at = performance.now();
+        if (last) {
+          const c = last.choice;
+          const sends = c.predicted.kind !== "device-only";
+          if (last.run > (sends ? 2 * window : 1) && !links.running) {
+            if (block.id !== c.id) block = { id: c.id, ms: 0, n: 0, predicted: 0 };
+            block.ms += at - last.at;
+            block.predicted += c.predicted.stageIntervalMs;
+            if (++block.n >= (sends ? window : 4)) {
+              planner = { ...planner, tracker: recordInterval(planner.tracker, c.id, sends, block.ms / block.n, block.predicted / block.n) };
+              block = { id: c.id, ms: 0, n: 0, predicted: 0 };
+            }
+          } else block = { id: "", ms: 0, n: 0, predicted: 0 };
+        }
+        const prepared = await prepare(input, options.variant, true);
+        while (inFlight.size >= window) await Promise.race(inFlight);
+        const run: number = last && last.choice.id === prepared.choice.id ? last.run + 1 : 1;
+        last = { at, choice: prepared.choice, run };
         const index = i++;
         const p: Promise<void> = finish(prepared).then(
           (r) => {
@@ -503,6 +561,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       if (probeTimer) clearTimeout(probeTimer);
       probeTimer = null;
       probeDelay = firstProbeMs;
+      links.reset();
       connecting = connect();
       // Requests still on the old connection fail over to the device (a connection error).
       void old?.close().catch(() => {});
@@ -510,7 +569,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     async close() {
       closed = true;
       if (probeTimer) clearTimeout(probeTimer);
-      for (const f of quiet.splice(0)) f();
+      links.release();
       await cloud?.close();
       cloud = null;
       await exec.release();
@@ -555,12 +614,18 @@ function plain(outputs: Record<string, Tensor>): Record<string, { dims: number[]
 }
 
 /**
- * Errors after which the device finishes the inference itself: the cloud is unreachable, slow,
- * busy or broken. A request the cloud rejects as malformed is a bug here, and is reported.
+ * Errors after which the device marks the cloud down and finishes the inference itself: the
+ * cloud is unreachable, slow or broken. A request the cloud rejects as malformed is a bug here,
+ * and is reported.
  */
 function isCloudFailure(e: unknown): boolean {
   const kind = (e as { kind?: string }).kind;
-  return kind !== undefined && ["connection", "timeout", "overloaded", "unavailable", "internal", "protocol"].includes(kind);
+  return kind !== undefined && ["connection", "timeout", "unavailable", "internal", "protocol"].includes(kind);
+}
+
+/** Back-pressure: the server (or the client's own window) has enough in flight. That request finishes here; the cloud is up. */
+function isBusy(e: unknown): boolean {
+  return (e as { kind?: string }).kind === "overloaded";
 }
 
 /** A request over the server's limits (refused there, or here before sending): finished on the device. */

@@ -18,6 +18,8 @@ export interface RunSummary {
   variants: Record<string, number>;
   /** The device's bandwidth probes during the run, when known. */
   probes?: ProbeStats;
+  /** What the planner did during the run: switches of variant, trials (deliberate exploration) and their inferences. */
+  planner?: { switches: number; trials: number; trialInferences: number };
 }
 
 export interface RunOptions {
@@ -40,10 +42,13 @@ export async function runStream(device: Device, input: (i: number) => Float32Arr
     }
   }
   const before = device.probes;
+  const planned = device.planner;
   const results = await device.stream(inputs(), (r, i) => options.onResult?.(r, i, performance.now() - t0));
   const after = device.probes;
+  const now = device.planner;
   const probes = { probes: after.probes - before.probes, bytes: after.bytes - before.bytes, ms: after.ms - before.ms };
-  return { results, summary: { ...summarise(results, (performance.now() - t0) / 1000, options.label), probes } };
+  const planner = { switches: now.switches - planned.switches, trials: now.trials - planned.trials, trialInferences: now.trialInferences - planned.trialInferences };
+  return { results, summary: { ...summarise(results, (performance.now() - t0) / 1000, options.label), probes, planner } };
 }
 
 export function summarise(results: Inference[], seconds: number, label?: (i: number) => number | null): RunSummary {

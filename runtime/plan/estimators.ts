@@ -32,10 +32,25 @@ export interface LinkEstimate {
   rtts: number;
   /** Link changes seen so far (an RTT step, a bandwidth step, a probe that replaced the window). */
   changes: number;
+  /**
+   * Confirmed link changes: a bandwidth step, a routine probe off by changeFactor, or an RTT step
+   * whose probe found another link (bandwidth or RTT off by changeFactor from before the step).
+   * An RTT step the probe does not confirm (a stall that delayed two pings) is a false alarm, and
+   * what was measured on the link still holds: the planner's records follow this, not `changes`.
+   */
+  epoch: number;
+  /** The estimate before an RTT step, for its probe to confirm or dismiss the change. */
+  before?: { bandwidthBps: number; rttMs: number };
+  /** What the latest confirmed change was, in words (for the planner's reasons). */
+  change?: string;
   /** The last RTT samples (ms), for the step detector; absent before the first. */
   recentRtt?: readonly number[];
-  /** Why the bandwidth estimate needs a probe, if it does: no sample yet, or the link changed since. */
-  bandwidthStale?: "prior" | "link-change";
+  /**
+   * Why the bandwidth estimate needs a probe, if it does: no sample yet, or the link changed since
+   * (the estimators set these two); "aging": nothing timed the link for a while (the device says so
+   * when it plans: it knows the time, these updaters do not).
+   */
+  bandwidthStale?: "prior" | "link-change" | "aging";
   /** The newest RTT sample is off by changeFactor from the estimate, not yet confirmed. */
   suspect?: boolean;
 }
@@ -51,21 +66,31 @@ export interface LinkOptions {
   changeFactor: number;
   /** A transfer whose serialisation takes less than this (ms) is too short to clear a stale estimate. */
   reliableMs: number;
+  /** An RTT step is at least this many ms (as well as changeFactor): a busy server delays a ping by a few. */
+  minStepMs: number;
+  /** RTT samples in a row above the estimate that make a step up. */
+  upSamples: number;
+  /** A probe confirms a link change (a new epoch) when its bandwidth is this factor off the one before. */
+  confirmFactor: number;
 }
 
-export const LINK_DEFAULTS: Readonly<LinkOptions> = Object.freeze({ window: 4, rttAlpha: 0.5, smallBytes: 1500, changeFactor: 1.5, reliableMs: 2 });
+export const LINK_DEFAULTS: Readonly<LinkOptions> = Object.freeze({ window: 4, rttAlpha: 0.5, smallBytes: 1500, changeFactor: 1.5, reliableMs: 5, minStepMs: 10, upSamples: 2, confirmFactor: 2 });
 
 /** A prior for the link before any sample: the 4G preset of the brief (§5) unless told. */
 export function initLink(prior: { bandwidthMbps: number; rttMs: number } = { bandwidthMbps: 15, rttMs: 50 }): LinkEstimate {
   if (!(prior.bandwidthMbps > 0) || !(prior.rttMs >= 0)) throw new RangeError(`link prior needs bandwidthMbps > 0 and rttMs >= 0, got ${JSON.stringify(prior)}`);
-  return { bandwidthBps: prior.bandwidthMbps * 1e6, rttMs: prior.rttMs, recent: [], transfers: 0, rtts: 0, changes: 0, bandwidthStale: "prior" };
+  return { bandwidthBps: prior.bandwidthMbps * 1e6, rttMs: prior.rttMs, recent: [], transfers: 0, rtts: 0, changes: 0, epoch: 0, bandwidthStale: "prior" };
 }
 
 /**
  * A transfer: `bytes` sent upstream and `seconds` from the first byte sent to the (small) reply,
  * less the server's compute time, i.e. bytes * 8 / bandwidth + RTT. Or an RTT sample from a ping.
+ * `serialMs`, when the sender knows it, is the transfer's own serialisation: what the sender
+ * reconstructed of the link's queue (a pipelined request waits behind the bytes sent before it,
+ * which is no part of its own time; device.ts), used instead of seconds - RTT; such a transfer
+ * is no RTT sample (pings are).
  */
-export type LinkSample = { bytes: number; seconds: number } | { rttMs: number } | LinkProbeSample;
+export type LinkSample = { bytes: number; seconds: number; serialMs?: number } | { rttMs: number } | LinkProbeSample;
 
 /** A probe (client.probe): a fresh RTT, and `bytes` that took `serialMs` beyond it. */
 export interface LinkProbeSample {
@@ -87,14 +112,29 @@ function ewma(old: number, sample: number, alpha: number, first: boolean): numbe
 
 function updateRtt(s: LinkEstimate, ms: number, o: LinkOptions): LinkEstimate {
   if (!(ms >= 0 && Number.isFinite(ms))) return s;
-  const recent = [...(s.recentRtt ?? []), ms].slice(-2);
-  // Step detector, as for bandwidth: two samples in a row a factor `changeFactor` above (or
-  // below) the estimate replace it (an RTT step is tracked in two samples, not in five).
-  const off = (x: number) => x > s.rttMs * o.changeFactor || x * o.changeFactor < s.rttMs;
-  const step = s.rtts > 0 && recent.length === 2 && recent.every(off) && (recent[0]! > s.rttMs) === (recent[1]! > s.rttMs);
-  const rttMs = step ? (recent[0]! + recent[1]!) / 2 : ewma(s.rttMs, ms, o.rttAlpha, s.rtts === 0);
-  const suspect = !step && s.rtts > 0 && off(ms);
-  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: recent, suspect, changes: s.changes + (step ? 1 : 0), bandwidthStale: step ? "link-change" : s.bandwidthStale };
+  const recent = [...(s.recentRtt ?? []), ms].slice(-o.upSamples);
+  // Step detector, as for bandwidth: samples in a row a factor `changeFactor` and at least
+  // `minStepMs` above (or below) the estimate replace it. Down: two (a queue only adds delay, so
+  // an RTT below the estimate is the path's). Up: `upSamples` (a busy link or server delays a
+  // ping or two; a new path delays them all).
+  const up = (x: number) => x > s.rttMs * o.changeFactor && x - s.rttMs >= o.minStepMs;
+  const down = (x: number) => x * o.changeFactor < s.rttMs && s.rttMs - x >= o.minStepMs;
+  const last = (n: number) => (recent.length >= n ? recent.slice(-n) : null);
+  const ups = last(o.upSamples);
+  const downs = last(2);
+  const stepUp = s.rtts > 0 && !!ups && ups.every(up);
+  const stepDown = s.rtts > 0 && !!downs && downs.every(down);
+  const step = stepUp || stepDown;
+  const rttMs = s.rtts === 0 ? ms : stepUp ? median(ups!) : stepDown ? (downs![0]! + downs![1]!) / 2 : up(ms) ? s.rttMs : ewma(s.rttMs, ms, o.rttAlpha, false);
+  const suspect = !step && s.rtts > 0 && (up(ms) || down(ms));
+  const before = step && s.bandwidthStale === undefined ? { bandwidthBps: s.bandwidthBps, rttMs: s.rttMs } : s.before;
+  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: step ? [] : recent, suspect, changes: s.changes + (step ? 1 : 0), bandwidthStale: step ? "link-change" : s.bandwidthStale, before };
+}
+
+function median(xs: readonly number[]): number {
+  const a = [...xs].sort((x, y) => x - y);
+  const h = a.length >> 1;
+  return a.length % 2 ? a[h]! : (a[h - 1]! + a[h]!) / 2;
 }
 
 /** Bits/s of a probe; a serialisation time under 50 µs (noise) counts as 50 µs. */
@@ -104,16 +144,35 @@ export function probeBps(p: { bytes: number; serialMs: number }): number {
 
 function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): LinkEstimate {
   if (!(p.bytes > 0 && Number.isFinite(p.serialMs) && p.rttMs >= 0 && Number.isFinite(p.rttMs))) return state;
-  const s = updateRtt(state, p.rttMs, o);
+  // A probe runs on a quiet link: when the estimate is stale its RTT replaces the old one outright
+  // (the pings that found the step were taken behind a queue estimated at the old link's rate).
+  const s = state.bandwidthStale !== undefined && state.rtts > 0
+    ? { ...state, rttMs: p.rttMs, rtts: state.rtts + 1, recentRtt: [], suspect: false }
+    : updateRtt(state, p.rttMs, o);
   const bps = probeBps(p);
   // A probe answers a stale estimate outright; a routine one replaces the window only when it
   // disagrees with it by changeFactor (the link changed without its RTT moving).
   const off = bps > s.bandwidthBps * o.changeFactor || bps * o.changeFactor < s.bandwidthBps;
   const reset = s.bandwidthStale !== undefined || off;
   const recent = reset ? [bps] : [...s.recent, bps].slice(-o.window);
+  // The epoch moves when the link is another one: a routine probe off the estimate, or a probe
+  // after an RTT step that finds the bandwidth or the RTT off what they were before it.
+  // (A probe of a fast link is noisy, ±40% at 100 Mbit/s: its bandwidth must be confirmFactor off.)
+  const far = (a: number, b: number, f: number) => a > b * f || a * f < b;
+  // The link before the step: the one the step left behind, or, when this probe's own RTT made
+  // the step (a suspect sample confirmed), the estimate it came in on.
+  const stepped = state.bandwidthStale !== "link-change" && s.bandwidthStale === "link-change";
+  const b = stepped ? { bandwidthBps: state.bandwidthBps, rttMs: state.rttMs } : state.before;
+  const confirmed = state.bandwidthStale === "link-change" || stepped
+    ? !b || far(bps, b.bandwidthBps, o.confirmFactor) || (far(p.rttMs, b.rttMs, o.changeFactor) && Math.abs(p.rttMs - b.rttMs) >= o.minStepMs)
+    : state.bandwidthStale === undefined && far(bps, state.bandwidthBps, o.confirmFactor);
   // The prober sizes and repeats probes until one is long enough to time (client side); each
   // one answers the staleness.
-  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), bandwidthStale: undefined };
+  const mbps = (x: number) => (x / 1e6).toFixed(x >= 1e7 ? 0 : 1);
+  const change = !confirmed ? s.change
+    : b ? `RTT ${b.rttMs.toFixed(0)} -> ${p.rttMs.toFixed(0)} ms, ${mbps(b.bandwidthBps)} -> ${mbps(bps)} Mbit/s (a probe after the RTT stepped)`
+    : `${mbps(state.bandwidthBps)} -> ${mbps(bps)} Mbit/s (a probe)`;
+  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), epoch: s.epoch + (confirmed ? 1 : 0), change, bandwidthStale: undefined, before: undefined };
 }
 
 export function updateLink(state: LinkEstimate, sample: LinkSample, options: Partial<LinkOptions> = {}): LinkEstimate {
@@ -123,33 +182,56 @@ export function updateLink(state: LinkEstimate, sample: LinkSample, options: Par
   const { bytes, seconds } = sample;
   if (!(bytes >= 0 && seconds > 0 && Number.isFinite(seconds))) return state;
   const ms = seconds * 1000;
-  if (bytes <= o.smallBytes) return updateRtt(state, ms, o);
   let s = state;
-  // A whole transfer faster than the RTT estimate: the RTT went down; it is at most `ms`.
-  if (ms < s.rttMs) s = updateRtt(s, ms, o);
-  // The RTT is in doubt: this transfer's split into RTT and serialisation is unknown, so it is
-  // no bandwidth sample.
-  if (s.suspect) return s;
-  // Serialisation time: what the RTT does not explain, never less than a tenth of the transfer.
-  const serialMs = Math.max(ms - s.rttMs, ms * 0.1);
+  let serialMs: number;
+  // Whether a transfer can time the link is judged by what it should take at the estimate, never
+  // by what it measured: keeping only the measured ones long enough would keep the samples that
+  // noise lengthened, and bias the estimate low.
+  const expectedMs = (bytes * 8 * 1000) / s.bandwidthBps;
+  if (sample.serialMs !== undefined) {
+    // Reconstructed by the sender: a sample when long enough to time and the RTT it rests on is
+    // not in doubt; and not after a link change, which only a probe (on a quiet link) answers.
+    // A transfer far slower than the estimate is no noise, even if the estimate said it would be
+    // too short to time: the link got narrower (a large payload running into a slow link).
+    const collapsed = sample.serialMs >= 4 * Math.max(expectedMs, o.reliableMs);
+    if (!Number.isFinite(sample.serialMs) || (expectedMs < o.reliableMs && !collapsed) || s.suspect || bytes <= o.smallBytes || s.bandwidthStale === "link-change") return s;
+    serialMs = Math.max(sample.serialMs, expectedMs / 10);
+  } else {
+    if (bytes <= o.smallBytes) return updateRtt(state, ms, o);
+    // A whole transfer faster than the RTT estimate: the RTT went down; it is at most `ms`.
+    if (ms < s.rttMs) s = updateRtt(s, ms, o);
+    // The RTT is in doubt: this transfer's split into RTT and serialisation is unknown, so it is
+    // no bandwidth sample.
+    if (s.suspect) return s;
+    // Serialisation time: what the RTT does not explain, never less than a tenth of the transfer.
+    serialMs = Math.max(ms - s.rttMs, ms * 0.1);
+  }
   const bps = (bytes * 8 * 1000) / serialMs;
   // After a link change the older samples describe another link.
   let changes = s.changes;
+  let epoch = s.epoch;
+  let change = s.change;
   let recent = [...s.recent, bps].slice(-o.window);
-  if (s.bandwidthStale === "link-change") (recent = [bps]), changes++;
-  else if (recent.length >= 3) {
-    const older = harmonic(recent.slice(0, -2));
-    const [a, b] = recent.slice(-2) as [number, number];
-    const up = a > older * o.changeFactor && b > older * o.changeFactor;
-    const down = a * o.changeFactor < older && b * o.changeFactor < older;
-    if (up || down) (recent = [a, b]), changes++;
+  const mbps = (x: number) => (x / 1e6).toFixed(x >= 1e7 ? 0 : 1);
+  if (s.bandwidthStale === "link-change") (recent = [bps]), changes++, epoch++, (change = `${mbps(s.bandwidthBps)} -> ${mbps(bps)} Mbit/s (a transfer after the RTT stepped)`);
+  else {
+    // Samples reconstructed from a pipelined stream are noisier: three in a row make a step.
+    const k = sample.serialMs !== undefined ? 3 : 2;
+    if (recent.length > k) {
+      const older = harmonic(recent.slice(0, -k));
+      const newest = recent.slice(-k);
+      const up = newest.every((x) => x > older * o.changeFactor);
+      const down = newest.every((x) => x * o.changeFactor < older);
+      if (up || down) (change = `${mbps(older)} -> ${mbps(harmonic(newest))} Mbit/s (${k} transfers in a row)`), (recent = newest), changes++, epoch++;
+    }
   }
   // A transfer too short to time (serialisation under reliableMs) leaves the estimate stale.
-  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes, bandwidthStale: serialMs >= o.reliableMs ? undefined : s.bandwidthStale };
+  const timed = serialMs >= o.reliableMs && expectedMs >= o.reliableMs;
+  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes, epoch, change, bandwidthStale: timed ? undefined : s.bandwidthStale, before: timed ? undefined : s.before };
 }
 
 /** Where a role's per-segment baseline comes from. */
-export type BaseSource = { kind: "profile"; backend: string; machine: string } | { kind: "macs"; macsPerSecond: number };
+export type BaseSource = { kind: "profile"; backend: string; machine: string; measuredAt?: string; published?: boolean } | { kind: "macs"; macsPerSecond: number };
 
 export interface RoleEstimate {
   role: "device" | "cloud";
@@ -196,14 +278,18 @@ function pickProfile(m: Manifest, role: "device" | "cloud", backend?: string): P
 }
 
 function roleFromManifest(m: Manifest, role: "device" | "cloud", backend?: string): RoleEstimate {
-  const p = pickProfile(m, role, backend);
-  const baseMs = p ? p.segments.map((t) => t.meanMs) : m.segments.map((s) => (s.macs / NOMINAL_MACS_PER_SECOND[role]) * 1000);
+  return roleOf(m.segments.map((s) => s.macs), role, pickProfile(m, role, backend));
+}
+
+/** A role's baseline from a profile, else from the segments' MACs at the role's nominal rate. */
+function roleOf(macs: readonly number[], role: "device" | "cloud", p: Profile | undefined): RoleEstimate {
+  const baseMs = p ? p.segments.map((t) => t.meanMs) : macs.map((x) => (x / NOMINAL_MACS_PER_SECOND[role]) * 1000);
   const prefixMs = [0];
   for (const t of baseMs) prefixMs.push(prefixMs[prefixMs.length - 1]! + t);
   const codecBaseMs: Record<string, number> = {};
   if (p) for (const [id, t] of Object.entries(p.codec)) codecBaseMs[id] = t.meanMs;
   const source: BaseSource = p
-    ? { kind: "profile", backend: p.backend, machine: `${p.machine.cpu} (${p.machine.platform}/${p.machine.arch})` }
+    ? { kind: "profile", backend: p.backend, machine: `${p.machine.cpu} (${p.machine.platform}/${p.machine.arch})`, measuredAt: p.measuredAt }
     : { kind: "macs", macsPerSecond: NOMINAL_MACS_PER_SECOND[role] };
   return { role, baseMs, prefixMs, source, ratio: 1, samples: 0, codecBaseMs, codecMs: {} };
 }
@@ -219,6 +305,19 @@ export function initEstimates(manifest: Manifest, options: EstimateOptions = {})
     alpha,
     linkOptions: { ...LINK_DEFAULTS, ...options.linkOptions },
   };
+}
+
+/**
+ * The cloud's own profile (published by the server, measured where it runs) as the cloud's
+ * baseline, when it covers every segment. The ratio starts again from 1: it was the correction
+ * of the old baseline. The same profile again (same measuredAt) changes nothing.
+ */
+export function withCloudProfile(e: Estimates, profile: Profile): Estimates {
+  if (profile.role !== "cloud" || profile.segments.length !== e.cloud.baseMs.length) return e;
+  const src = e.cloud.source;
+  if (src.kind === "profile" && src.published && src.measuredAt === profile.measuredAt && src.backend === profile.backend) return e;
+  const role = roleOf([], "cloud", profile);
+  return { ...e, cloud: { ...role, source: { ...(role.source as Extract<BaseSource, { kind: "profile" }>), published: true }, codecMs: e.cloud.codecMs } };
 }
 
 /** Profiled ms of segments [from, to) of a role, before correction. */
@@ -261,7 +360,7 @@ export function updateCodec(r: RoleEstimate, variantId: string, ms: number, alph
 
 /** One measurement the device client (or the server, reporting back) made. */
 export type Observation =
-  | { kind: "transfer"; bytes: number; seconds: number }
+  | { kind: "transfer"; bytes: number; seconds: number; serialMs?: number }
   | { kind: "rtt"; ms: number }
   | { kind: "probe"; rttMs: number; bytes: number; serialMs: number }
   | { kind: "device" | "cloud"; from: number; to: number; ms: number }
@@ -302,6 +401,8 @@ export interface InferenceRecord {
   encodeMs?: number;
   bytes?: number;
   transferSeconds?: number;
+  /** The transfer's own serialisation, as the sender reconstructed the link's queue (see LinkSample). */
+  serialMs?: number;
   rttMs?: number;
   decodeMs?: number;
   cloudMs?: number;
@@ -314,7 +415,7 @@ export function observationsOf(r: InferenceRecord): Observation[] {
   if (r.encodeMs !== undefined) out.push({ kind: "encode", variant: r.variant, ms: r.encodeMs });
   if (r.bytes !== undefined) out.push({ kind: "bytes", variant: r.variant, bytes: r.bytes });
   if (r.rttMs !== undefined) out.push({ kind: "rtt", ms: r.rttMs });
-  if (r.bytes !== undefined && r.transferSeconds !== undefined) out.push({ kind: "transfer", bytes: r.bytes, seconds: r.transferSeconds });
+  if (r.bytes !== undefined && r.transferSeconds !== undefined) out.push({ kind: "transfer", bytes: r.bytes, seconds: r.transferSeconds, ...(r.serialMs !== undefined ? { serialMs: r.serialMs } : {}) });
   if (r.decodeMs !== undefined) out.push({ kind: "decode", variant: r.variant, ms: r.decodeMs });
   if (r.cloudMs !== undefined) out.push({ kind: "cloud", from: r.deviceSegments, to: r.segments, ms: r.cloudMs });
   return out;

@@ -216,7 +216,8 @@ export function objectiveValue(objective: Objective, m: Partial<Metrics>): numbe
   }
 }
 
-const UNIT: Record<Objective, (p: Prediction) => string> = {
+/** The objective's value of a prediction, in words (with its stages). */
+export const UNIT: Record<Objective, (p: Prediction) => string> = {
   "latency": (p) => `${fmt(p.latencyMs)} ms (device ${fmt(p.deviceMs)} + link ${fmt(p.linkMs)} + cloud ${fmt(p.cloudMs)})`,
   "throughput": (p) => `${fmt(p.throughputPerS)}/s (stages: device ${fmt(p.deviceMs)}, link ${fmt(p.airMs)}, cloud ${fmt(p.cloudMs)} ms)`,
   "cloud-cost": (p) => `${fmt(p.cloudMs)} ms of cloud compute per inference`,
@@ -224,18 +225,18 @@ const UNIT: Record<Objective, (p: Prediction) => string> = {
   "energy": (p) => `${fmt(p.deviceJoules * 1000)} mJ per inference`,
 };
 
-function pct(fraction: number): string {
+export function pct(fraction: number): string {
   return `${Math.round(fraction * 1000) / 10}%`;
 }
 
-function fmt(x: number): string {
+export function fmt(x: number): string {
   if (!Number.isFinite(x)) return String(x);
   const a = Math.abs(x);
   return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
 /** Total order: objective cost, then accuracy drop, latency, bytes, id (deterministic ties). */
-function better(objective: Objective, a: Prediction, b: Prediction): boolean {
+export function better(objective: Objective, a: Prediction, b: Prediction): boolean {
   const ca = objectiveCost(objective, a);
   const cb = objectiveCost(objective, b);
   if (ca !== cb) return ca < cb;
@@ -305,6 +306,20 @@ export function predictAll(manifest: Manifest, estimates: Estimates, policy: Pol
     out.push(predict(e, enc[i]!, dec[i]!, ctx.segments, estimates, power, policy));
   }
   return out;
+}
+
+/**
+ * The prediction of one variant, when the policy may choose it (admissible, within the accuracy
+ * bound and the request limit); null otherwise. What predictAll gives for it, at the cost of one.
+ */
+export function predictOne(manifest: Manifest, estimates: Estimates, id: string, policy: Policy = {}): Prediction | null {
+  const ctx = contextOf(manifest);
+  const name = policy.name ?? "dyno";
+  const i = ctx.entries.findIndex((e) => e.id === id);
+  if (i < 0 || !ctx.byPolicy.get(name)?.includes(i)) return null;
+  const e = ctx.entries[i]!;
+  if (!e.admissible || e.accuracyDrop > (policy.maxAccuracyDrop ?? Infinity) || overLimit(e, estimates, policy)) return null;
+  return predict(e, codecBase(ctx, estimates.device.codecBaseMs)[i]!, codecBase(ctx, estimates.cloud.codecBaseMs)[i]!, ctx.segments, estimates, powerModel(policy.power), policy);
 }
 
 /** The front's coordinates of a prediction, all lower-is-better (throughput as its slowest stage). */
