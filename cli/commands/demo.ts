@@ -1,13 +1,19 @@
 // dyno demo (npm start): the main job on the embedded default model. Compiles (or reuses) the
 // default fixture's bundle, starts the cloud server, runs an emulated slow device over an
-// emulated link whose bandwidth steps Wi-Fi -> 3G -> 4G, prints how cut and bits adapt, compares
-// throughput with device-only and cloud-only on each link, and shuts everything down.
+// emulated link whose bandwidth steps Wi-Fi -> 3G -> 4G, prints how cut and bits adapt (every
+// decision of the planner, with its reason, and the switches and trials per step), compares
+// throughput on each link with device-only, cloud-only and an oracle (the best fixed variant of
+// a shortlist, measured), sums dyno's trace against the oracle's, and shuts everything down.
 import { perSampleDims } from "../../runtime/common/manifest.js";
 import { loadCalibration } from "../../compiler/bundler/calibration.js";
 import { createDevice } from "../../runtime/node/device.js";
 import { startLink, PRESETS, type LinkTrace } from "../../runtime/emu/link.js";
 import { runStream } from "../../runtime/device/run.js";
-import type { Objective, PolicyName } from "../../runtime/plan/scheduler.js";
+import type { Inference } from "../../runtime/device/device.js";
+import { OBJECTIVES, type Objective, type PolicyName } from "../../runtime/plan/scheduler.js";
+import type { Manifest } from "../../runtime/common/manifest.js";
+import { DynoError } from "../../runtime/common/errors.js";
+import { baselines, measure, mostRun, shortlist, warmUp } from "../compare.js";
 import { startServer } from "../../runtime/cloud/server.js";
 import type { Command } from "../args.js";
 import { cachedBundle, fixture } from "../bundle-cache.js";
@@ -37,6 +43,9 @@ export const demo: Command = {
     const stepSeconds = Number(values["step-seconds"] ?? 10);
     const slowdown = Number(values.slowdown ?? 20);
     const objective = (values.objective ?? "throughput") as Objective;
+    if (!(stepSeconds > 0)) throw new DynoError(`--step-seconds must be a positive number, got ${values["step-seconds"]}`);
+    if (!(slowdown >= 1)) throw new DynoError(`--slowdown must be at least 1, got ${values.slowdown}`);
+    if (!OBJECTIVES.includes(objective)) throw new DynoError(`unknown objective "${objective}" (known: ${OBJECTIVES.join(", ")})`);
     const t0 = performance.now();
 
     // 1. The bundle: reuse it when it was compiled from this model by this dyno.
@@ -46,67 +55,115 @@ export const demo: Command = {
     const data = await loadCalibration(modelPath, { inputDims: perSample });
     const input = (i: number) => data.batch(i % data.count, 1);
     const label = (i: number) => data.labels![i % data.count] as number;
+    const maxDrop = m.calibration.maxAccuracyDrop;
 
     // 2. Cloud, link, device.
     const server = await startServer({ bundle, port: 0 });
+    const presets = ["wifi", "3g", "4g"];
     const trace: LinkTrace = {
       name: "wifi-3g-4g",
-      steps: ["wifi", "3g", "4g"].map((p, k) => ({ ...PRESETS[p]!.steps[0]!, at: k * stepSeconds, name: p })),
+      steps: presets.map((p, k) => ({ ...PRESETS[p]!.steps[0]!, at: k * stepSeconds, name: p })),
     };
     const link = await startLink({ target: { host: server.host, port: server.port }, shape: trace });
-    console.log(`cloud   dyno serve on ${server.url} (onnxruntime-node, this machine)`);
+    console.log(`cloud   dyno serve on ${server.url} (onnxruntime-node, this machine; it profiled its own segments at start-up)`);
     console.log(link.describe());
-    console.log(`device  emulated: ${slowdown}x slower than this machine; objective ${objective}; accuracy within ${m.calibration.maxAccuracyDrop} pp`);
-    const open = (policy: PolicyName) => createDevice({ bundle, cloud: `http://127.0.0.1:${link.port}`, policy, objective, slowdown, timeoutMs: 5000 });
+    console.log(`device  emulated: ${slowdown}x slower than this machine; objective ${objective}; accuracy within ${maxDrop} pp`);
+    const cloud = `http://127.0.0.1:${link.port}`;
+    const open = (o: { policy?: PolicyName; variant?: string }) => () => createDevice({ bundle, cloud, objective, slowdown, timeoutMs: 5000, ...o });
 
     try {
-      // 3. dyno over the trace: print every change of variant.
+      // 3. Warm-up, not reported: the first seconds of a process compile its code paths (and the
+      // server's), which would fall on the trace's first step and nowhere else.
+      link.setShape("wifi");
+      await warmUp(m, (variant) => open({ variant })(), input, Math.min(0.2, stepSeconds / 20));
+      link.setShape(trace);
+
+      // 4. dyno over the trace: a line whenever the link or the planned variant changes.
       console.log("");
-      console.log("adapting (a line whenever the link or the chosen variant changes):");
-      const device = await open("dyno");
+      console.log("adapting (a line whenever the link or the planned variant changes; the planner's decision and why):");
+      const device = await open({ policy: "dyno" })();
       let last = "";
       let lastStep = "";
+      // Results come back out of order (a device-only one overtakes those on the link): the
+      // lines follow the order the inferences were planned in.
+      const pending = new Map<number, { r: Inference; ms: number; step: string }>();
+      let next = 0;
+      const perStep = presets.map(() => ({ done: 0, switches: 0, trials: 0, variants: {} as Record<string, number> }));
+      const stepIndex = (name: string) => Math.max(0, presets.indexOf(name));
+      const line = (r: Inference, i: number, ms: number, step: string) => {
+        const k = perStep[stepIndex(step)]!;
+        k.done++;
+        k.variants[r.variant] = (k.variants[r.variant] ?? 0) + 1;
+        if (r.choice.id !== last && last !== "") k.switches++;
+        if (r.choice.decision === "trial" && r.choice.id !== last) k.trials++;
+        if (r.choice.id === last && step === lastStep) return;
+        last = r.choice.id;
+        lastStep = step;
+        console.log(`  t=${(ms / 1000).toFixed(1).padStart(5)}s  #${String(i).padStart(5)}  link ${step.padEnd(4)}  ${describeVariant(m, r).padEnd(36)} ${humanBytes(r.timings.bytes).padStart(9)}  ${r.choice.decision.padEnd(9)} ${r.choice.reason.replace(/^dyno\/\w+: /, "")}`);
+      };
       const { summary } = await runStream(device, input, {
-        durationMs: stepSeconds * 3 * 1000,
+        durationMs: stepSeconds * presets.length * 1000,
         label,
         onResult: (r, i, ms) => {
-          const step = link.current().name ?? "";
-          if (r.variant === last && step === lastStep) return;
-          last = r.variant;
-          lastStep = step;
-          const v = m.variants.find((x) => x.id === r.variant);
-          const cut = m.cuts.find((c) => c.id === v?.cut);
-          const what = r.kind === "device-only" ? "device-only" : r.kind === "cloud-only" ? `cloud-only, input as ${v?.codec.bits}` : `cut ${cut?.id} (${cut?.tensors.length} tensor${cut?.tensors.length === 1 ? "" : "s"}), ${typeof v?.codec.bits === "number" ? `${v?.codec.bits}-bit` : v?.codec.bits} ${v?.codec.lossless}`;
-          console.log(`  t=${(ms / 1000).toFixed(1).padStart(5)}s  #${String(i).padStart(4)}  link ${step.padEnd(4)}  ${what.padEnd(38)} ${humanBytes(r.timings.bytes).padStart(9)}  ${r.timings.totalMs.toFixed(1).padStart(6)} ms   ${r.choice.kept ? "" : r.choice.reason.replace(/^dyno\/\w+: /, "")}`);
+          pending.set(i, { r, ms, step: link.current().name ?? "" });
+          for (let p = pending.get(next); p; p = pending.get(next)) {
+            pending.delete(next);
+            line(p.r, next++, p.ms, p.step);
+          }
         },
       });
+      const window = device.depth;
       await device.close();
-      console.log(`  ${summary.count} inferences, top-1 ${(100 * summary.top1!).toFixed(1)}%, ${summary.fellBack} finished locally after a cloud failure`);
-
-      // 4. Throughput on each link: dyno against device-only and cloud-only.
+      console.log(`  ${summary.count} inferences, top-1 ${(100 * summary.top1!).toFixed(1)}%, ${summary.fellBack} finished locally after a cloud failure; window ${window} in flight`);
       console.log("");
-      console.log(`throughput on each link (${Math.max(0.5, stepSeconds / 4).toFixed(0)} s per strategy, pipelined):`);
+      console.log(table(["step", "link", "inferences/s", "switches", "trials", "ran most"], perStep.map((k, s) => {
+        const [top, n] = Object.entries(k.variants).sort((a, b) => b[1] - a[1])[0] ?? ["-", 0];
+        return [s + 1, presets[s]!, (k.done / stepSeconds).toFixed(1), k.switches, k.trials, `${top} (${k.done ? Math.round((100 * n) / k.done) : 0}%)`];
+      })));
+
+      // 5. Each link again, a fresh device per strategy: dyno against the fixed policies it could
+      // have run, and against the best fixed variant of a shortlist (the oracle).
+      const seconds = Math.max(1, stepSeconds / 4);
+      console.log("");
+      console.log(`each link again, a fresh device per strategy (${seconds.toFixed(1)} s each, pipelined), and the oracle: the best of the fixed variants measured the same way (device-only, the float32 input, the model's best 3, dyno's own choices), measured once more:`);
+      const { deviceOnly, cloudOnly } = baselines(m);
       const rows: (string | number)[][] = [];
-      for (const preset of ["wifi", "3g", "4g"]) {
+      const oracleRates: number[] = [];
+      for (const [s, preset] of presets.entries()) {
         link.setShape(preset);
-        const tp: Record<string, { tput: number; bytes: number }> = {};
-        for (const policy of ["device-only", "cloud-only", "dyno"] as PolicyName[]) {
-          const d = await open(policy);
-          const r = await runStream(d, input, { durationMs: Math.max(0.5, stepSeconds / 4) * 1000 });
-          await d.close();
-          tp[policy] = { tput: r.summary.throughputPerS, bytes: r.summary.bytesPerInference };
+        const run = (o: { policy?: PolicyName; variant?: string }) => measure(open(o), input, seconds, { warm: 20 });
+        const dev = await run({ policy: "device-only" });
+        const cld = await run({ policy: "cloud-only" });
+        const dyno = await run({ policy: "dyno" });
+        const measured: Record<string, number> = { [deviceOnly]: dev.throughputPerS, [cloudOnly]: cld.throughputPerS };
+        const ran = [mostRun(dyno), Object.entries(perStep[s]!.variants).sort((a, b) => b[1] - a[1])[0]?.[0] ?? ""];
+        for (const id of shortlist(m, PRESETS[preset]!.steps[0]!, { slowdown, objective: "throughput", maxAccuracyDrop: maxDrop, depth: window, extra: ran })) {
+          if (measured[id] === undefined) measured[id] = (await run({ variant: id })).throughputPerS;
         }
+        // The best of several noisy measurements is biased up (the winner's curse): the oracle's
+        // rate is the winner measured once more.
+        const [best] = Object.entries(measured).sort((a, b) => b[1] - a[1])[0]!;
+        const rate = (await run(best === deviceOnly ? { policy: "device-only" } : { variant: best })).throughputPerS;
+        oracleRates.push(rate);
+        const fixed = Math.max(dev.throughputPerS, cld.throughputPerS);
         rows.push([
           preset,
-          tp["device-only"]!.tput.toFixed(1),
-          tp["cloud-only"]!.tput.toFixed(1),
-          tp.dyno!.tput.toFixed(1),
-          `${(tp.dyno!.tput / tp["device-only"]!.tput).toFixed(2)}x`,
-          `${(tp.dyno!.tput / tp["cloud-only"]!.tput).toFixed(2)}x`,
-          `${humanBytes(Math.round(tp["cloud-only"]!.bytes))} -> ${humanBytes(Math.round(tp.dyno!.bytes))}`,
+          dev.throughputPerS.toFixed(1),
+          cld.throughputPerS.toFixed(1),
+          dyno.throughputPerS.toFixed(1),
+          `${(dyno.throughputPerS / fixed).toFixed(2)}x`,
+          `${rate.toFixed(1)} ${best}`,
+          `${(dyno.throughputPerS / rate).toFixed(2)}x`,
+          `${dyno.planner!.switches} / ${dyno.planner!.trials}`,
+          `${humanBytes(Math.round(cld.bytesPerInference))} -> ${humanBytes(Math.round(dyno.bytesPerInference))}`,
         ]);
       }
-      console.log(table(["link", "device-only /s", "cloud-only /s", "dyno /s", "vs device-only", "vs cloud-only", "bytes/inference (cloud-only -> dyno)"], rows));
+      console.log(table(["link", "device-only /s", "cloud-only /s", "dyno /s", "vs best fixed", "oracle /s", "vs oracle", "switches / trials", "bytes/inference (cloud-only -> dyno)"], rows));
+      const oracleTotal = oracleRates.reduce((a, r) => a + r * stepSeconds, 0);
+      const dynoTotal = perStep.reduce((a, k) => a + k.done, 0);
+      console.log("");
+      console.log(`over the trace: dyno finished ${dynoTotal} inferences; the oracle (each step's best fixed variant, at its rate above) would have finished ${Math.round(oracleTotal)}: ${((100 * dynoTotal) / oracleTotal).toFixed(1)}%`);
+      if (objective !== "throughput") console.log(`(the tables compare throughput; dyno planned for ${objective})`);
     } finally {
       await link.close();
       await server.close();
@@ -115,3 +172,13 @@ export const demo: Command = {
     return 0;
   },
 };
+
+/** What a variant is, in words: device-only, the input as float16, cut 13 (1 tensor) at 2-bit zstd. */
+function describeVariant(m: Manifest, r: Inference): string {
+  const v = m.variants.find((x) => x.id === r.variant);
+  const cut = m.cuts.find((c) => c.id === v?.cut);
+  if (r.kind === "device-only") return "device-only";
+  const codec = `${typeof v?.codec.bits === "number" ? `${v?.codec.bits}-bit` : v?.codec.bits} ${v?.codec.lossless}`;
+  if (r.kind === "cloud-only") return `cloud-only, input as ${codec}`;
+  return `cut ${cut?.id} (${cut?.tensors.length} tensor${cut?.tensors.length === 1 ? "" : "s"}), ${codec}`;
+}
