@@ -147,8 +147,12 @@ export interface PlannerStats {
 export interface Device {
   readonly manifest: Manifest;
   infer(input: Float32Array, options?: InferOptions): Promise<Inference>;
-  /** Pipelined: the device computes input i+1 while earlier inputs are in flight (up to `depth`). */
-  stream(inputs: Iterable<Float32Array> | AsyncIterable<Float32Array>, onResult?: (r: Inference, index: number) => void, depth?: number): Promise<Inference[]>;
+  /**
+   * Pipelined: the device computes input i+1 while earlier inputs are in flight (up to `depth`).
+   * `variantOf(i)`, when given, pins input i to a variant (as infer's `variant`; undefined: the
+   * planner's choice): a schedule of fixed variants, such as an oracle's over a link trace.
+   */
+  stream(inputs: Iterable<Float32Array> | AsyncIterable<Float32Array>, onResult?: (r: Inference, index: number) => void, depth?: number, variantOf?: (index: number) => string | undefined): Promise<Inference[]>;
   readonly estimates: Estimates;
   readonly cloudUp: boolean;
   readonly probes: ProbeStats;
@@ -504,7 +508,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     async infer(input, inferOptions) {
       return finish(await prepare(input, inferOptions?.variant ?? options.variant, false));
     },
-    async stream(inputs, onResult, depth) {
+    async stream(inputs, onResult, depth, variantOf) {
       // The device computes input i+1 while up to `depth` earlier inputs are on the link or in
       // the cloud, so throughput is bounded by the slowest stage, not by the round trip.
       const results: Inference[] = [];
@@ -534,7 +538,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
             }
           } else block = { id: "", ms: 0, n: 0, predicted: 0 };
         }
-        const prepared = await prepare(input, options.variant, true);
+        const prepared = await prepare(input, variantOf?.(i) ?? options.variant, true);
         while (inFlight.size >= window) await Promise.race(inFlight);
         const run: number = last && last.choice.id === prepared.choice.id ? last.run + 1 : 1;
         last = { at, choice: prepared.choice, run };

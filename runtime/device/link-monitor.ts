@@ -135,9 +135,9 @@ export class LinkMonitor {
     cloud.ping().then(
       (ms) => {
         this.pinging = false;
-        // While the link is stale its probe measures the RTT on a quiet link; a ping now was
-        // taken behind a queue estimated at the old link's rate.
-        if (first || !trusted || this.host.estimates().link.bandwidthStale === "link-change") return;
+        // While a probe runs it measures the RTT on a quiet link; a ping now was taken behind a
+        // queue estimated at the old link's rate.
+        if (first || !trusted || this.probing) return;
         this.host.observe({ kind: "rtt", ms: Math.max(0, ms - wait) });
         // A sample off the estimate is checked by another ping, one sample's length later: a
         // stall of the device or the server (a GC pause) delays pings sent during it, and is over

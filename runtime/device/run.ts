@@ -30,6 +30,8 @@ export interface RunOptions {
   /** Label of input i (for top-1), or null. */
   label?: (i: number) => number | null;
   onResult?: (r: Inference, index: number, elapsedMs: number) => void;
+  /** Pins input i to a variant (Device.stream's variantOf), given the ms since the run started. */
+  variantOf?: (index: number, elapsedMs: number) => string | undefined;
 }
 
 export async function runStream(device: Device, input: (i: number) => Float32Array, options: RunOptions): Promise<{ results: Inference[]; summary: RunSummary }> {
@@ -43,7 +45,8 @@ export async function runStream(device: Device, input: (i: number) => Float32Arr
   }
   const before = device.probes;
   const planned = device.planner;
-  const results = await device.stream(inputs(), (r, i) => options.onResult?.(r, i, performance.now() - t0));
+  const pick = options.variantOf;
+  const results = await device.stream(inputs(), (r, i) => options.onResult?.(r, i, performance.now() - t0), undefined, pick ? (i) => pick(i, performance.now() - t0) : undefined);
   const after = device.probes;
   const now = device.planner;
   const probes = { probes: after.probes - before.probes, bytes: after.bytes - before.bytes, ms: after.ms - before.ms };

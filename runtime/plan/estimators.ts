@@ -41,6 +41,12 @@ export interface LinkEstimate {
   epoch: number;
   /** The estimate before an RTT step, for its probe to confirm or dismiss the change. */
   before?: { bandwidthBps: number; rttMs: number };
+  /**
+   * The RTT and bandwidth this link epoch was measured at (by its probe, or the step that began
+   * it): an estimate that slides away from them by a step's size, sample by sample, is a link
+   * change too (the samples of a change can straddle it, and no two of them be a step).
+   */
+  base?: { rttMs: number; bandwidthBps: number };
   /** What the latest confirmed change was, in words (for the planner's reasons). */
   change?: string;
   /** The last RTT samples (ms), for the step detector; absent before the first. */
@@ -126,9 +132,16 @@ function updateRtt(s: LinkEstimate, ms: number, o: LinkOptions): LinkEstimate {
   const stepDown = s.rtts > 0 && !!downs && downs.every(down);
   const step = stepUp || stepDown;
   const rttMs = s.rtts === 0 ? ms : stepUp ? median(ups!) : stepDown ? (downs![0]! + downs![1]!) / 2 : up(ms) ? s.rttMs : ewma(s.rttMs, ms, o.rttAlpha, false);
-  const suspect = !step && s.rtts > 0 && (up(ms) || down(ms));
-  const before = step && s.bandwidthStale === undefined ? { bandwidthBps: s.bandwidthBps, rttMs: s.rttMs } : s.before;
-  return { ...s, rttMs, rtts: s.rtts + 1, recentRtt: step ? [] : recent, suspect, changes: s.changes + (step ? 1 : 0), bandwidthStale: step ? "link-change" : s.bandwidthStale, before };
+  // ... or slid there: the estimate a step's size away from the epoch's own RTT.
+  const base = s.base?.rttMs;
+  const drift = !step && base !== undefined && s.bandwidthStale === undefined && (rttMs > base * o.changeFactor || rttMs * o.changeFactor < base) && Math.abs(rttMs - base) >= o.minStepMs;
+  const changed = step || drift;
+  const suspect = !changed && s.rtts > 0 && (up(ms) || down(ms));
+  const before = changed && s.bandwidthStale === undefined ? { bandwidthBps: s.bandwidthBps, rttMs: drift ? base! : s.rttMs } : s.before;
+  return {
+    ...s, rttMs, rtts: s.rtts + 1, recentRtt: changed ? [] : recent, suspect, changes: s.changes + (changed ? 1 : 0),
+    bandwidthStale: changed ? "link-change" : s.bandwidthStale, before, base: changed ? { rttMs, bandwidthBps: s.bandwidthBps } : s.base,
+  };
 }
 
 function median(xs: readonly number[]): number {
@@ -165,14 +178,17 @@ function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): L
   const b = stepped ? { bandwidthBps: state.bandwidthBps, rttMs: state.rttMs } : state.before;
   const confirmed = state.bandwidthStale === "link-change" || stepped
     ? !b || far(bps, b.bandwidthBps, o.confirmFactor) || (far(p.rttMs, b.rttMs, o.changeFactor) && Math.abs(p.rttMs - b.rttMs) >= o.minStepMs)
-    : state.bandwidthStale === undefined && far(bps, state.bandwidthBps, o.confirmFactor);
+    : state.bandwidthStale === undefined && far(bps, state.base?.bandwidthBps ?? state.bandwidthBps, o.confirmFactor);
   // The prober sizes and repeats probes until one is long enough to time (client side); each
   // one answers the staleness.
   const mbps = (x: number) => (x / 1e6).toFixed(x >= 1e7 ? 0 : 1);
   const change = !confirmed ? s.change
     : b ? `RTT ${b.rttMs.toFixed(0)} -> ${p.rttMs.toFixed(0)} ms, ${mbps(b.bandwidthBps)} -> ${mbps(bps)} Mbit/s (a probe after the RTT stepped)`
     : `${mbps(state.bandwidthBps)} -> ${mbps(bps)} Mbit/s (a probe)`;
-  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), epoch: s.epoch + (confirmed ? 1 : 0), change, bandwidthStale: undefined, before: undefined };
+  const bandwidthBps = harmonic(recent);
+  // A probe (re)sets the epoch's reference when the link was stale or moved, and keeps it otherwise.
+  const base = !state.base || state.bandwidthStale !== undefined || confirmed ? { rttMs: s.rttMs, bandwidthBps } : state.base;
+  return { ...s, recent, bandwidthBps, transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), epoch: s.epoch + (confirmed ? 1 : 0), change, bandwidthStale: undefined, before: undefined, base };
 }
 
 export function updateLink(state: LinkEstimate, sample: LinkSample, options: Partial<LinkOptions> = {}): LinkEstimate {
@@ -227,7 +243,17 @@ export function updateLink(state: LinkEstimate, sample: LinkSample, options: Par
   }
   // A transfer too short to time (serialisation under reliableMs) leaves the estimate stale.
   const timed = serialMs >= o.reliableMs && expectedMs >= o.reliableMs;
-  return { ...s, recent, bandwidthBps: harmonic(recent), transfers: s.transfers + 1, changes, epoch, change, bandwidthStale: timed ? undefined : s.bandwidthStale, before: timed ? undefined : s.before };
+  const bandwidthBps = harmonic(recent);
+  // An estimate slid confirmFactor from the epoch's own bandwidth is another link too.
+  let base = s.base;
+  if (epoch !== s.epoch) base = { rttMs: s.rttMs, bandwidthBps };
+  else if (base && recent.length >= 3 && (bandwidthBps > base.bandwidthBps * o.confirmFactor || bandwidthBps * o.confirmFactor < base.bandwidthBps)) {
+    change = `${mbps(base.bandwidthBps)} -> ${mbps(bandwidthBps)} Mbit/s (transfers, over a while)`;
+    epoch++;
+    changes++;
+    base = { rttMs: s.rttMs, bandwidthBps };
+  }
+  return { ...s, recent, bandwidthBps, transfers: s.transfers + 1, changes, epoch, change, bandwidthStale: timed ? undefined : s.bandwidthStale, before: timed ? undefined : s.before, base };
 }
 
 /** Where a role's per-segment baseline comes from. */
