@@ -49,14 +49,14 @@ export function runDyno(args: string[], options: { cwd?: string } = {}): { code:
 }
 
 /** runDyno without blocking this process (for a server the command talks to, in this process). */
-export function runDynoAsync(args: string[], options: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runDynoAsync(args: string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const code = `import("${ROOT}cli/main.ts").then(async (m) => { process.exitCode = await m.runCli(${JSON.stringify(args)}); })`;
   const child = spawn(process.execPath, ["--import", "tsx", "-e", code], { cwd: options.cwd ?? ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
   child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
   return new Promise((resolve) => child.on("close", (status) => {
     clearTimeout(timer);
     resolve({ code: status ?? -1, stdout, stderr });

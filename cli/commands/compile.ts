@@ -2,7 +2,8 @@
 //                   [--cuts auto|i,j,k] [--input-shape ...]
 import { perSampleDims } from "../../runtime/common/manifest.js";
 import cliProgress from "cli-progress";
-import { compile, DEFAULT_BITS } from "../../compiler/bundler/compile.js";
+import { compile, DEFAULT_BITS, DEFAULT_IMAGES } from "../../compiler/bundler/compile.js";
+import type { ImageFormat } from "../../runtime/common/image.js";
 import { UsageError } from "../../runtime/common/errors.js";
 import { analyzeModel } from "../../compiler/pipeline.js";
 import { loadCalibration } from "../../compiler/bundler/calibration.js";
@@ -13,7 +14,7 @@ import { dynoVersion } from "../version.js";
 export const compileCommand: Command = {
   name: "compile",
   summary: "compile a model into a bundle: cuts x bits variants, accuracy profile, manifest",
-  usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--max-accuracy-drop PP] [--cuts auto|I,J,K] [--tiers device,edge,cloud]",
+  usage: "compile MODEL -o BUNDLE [--calib DATA] [--bits 2,3,4,5,6,8,16] [--images jpeg,webp|none] [--image-qualities 10,25,50,75,90] [--max-accuracy-drop PP] [--cuts auto|I,J,K] [--tiers device,edge,cloud]",
   help: [
     "  -o, --out BUNDLE            output directory (replaced)",
     "  --calib [INPUT=]DATA        calibration data: a folder of JPEG/PNG/WebP images, a .npy array [N,...],",
@@ -28,6 +29,9 @@ export const compileCommand: Command = {
     "  --channel-order rgb|bgr     channel order of the input (default rgb; PaddleOCR models: bgr)",
     "  --resize stretch|pad        stretch to H x W (default), or keep the aspect at height H and pad right with 0",
     "  --bits LIST                 quantised widths to profile (1..8, 16; default 2,3,4,5,6,8,16); float16 and float32 always",
+    "  --images jpeg,webp|none     also send the input as an image file, as a practitioner would (default jpeg,webp;",
+    "                              offered for an image input whose preprocess is known: --calib images or a fixture)",
+    "  --image-qualities LIST      the encoders' qualities to profile, 1..100 (default 10,25,50,75,90)",
     "  --metric NAME[:K=V,..]|F.js accuracy metric: top1, agreement, ctc, map-iou, box-f1, cosine, or a",
     "                              module (docs/metrics.md); default top1 when labelled with classes, else agreement",
     "  --max-accuracy-drop D       admissible variants lose at most D in the metric's unit (default 1)",
@@ -49,6 +53,8 @@ export const compileCommand: Command = {
     "channel-order": { type: "string" },
     resize: { type: "string" },
     bits: { type: "string" },
+    images: { type: "string" },
+    "image-qualities": { type: "string" },
     "max-accuracy-drop": { type: "string" },
     metric: { type: "string" },
     cuts: { type: "string" },
@@ -96,6 +102,7 @@ export const compileCommand: Command = {
       cuts,
       perChannel: !!values["per-channel"],
       tiers: tiersOf(values.tiers as string | undefined),
+      images: imagesOf(values.images as string | undefined, values["image-qualities"] as string | undefined),
       profileRuns: values["profile-runs"] === undefined ? undefined : parseNumber("--profile-runs", values["profile-runs"] as string),
       dynoVersion: dynoVersion(),
       log: (line) => console.log(line),
@@ -139,6 +146,17 @@ function parseNumber(flag: string, s: string): number {
   const n = Number(s);
   if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag}: "${s}" is not a non-negative number`);
   return n;
+}
+
+/** --images and --image-qualities: the image codecs to profile (none: an empty list). */
+function imagesOf(formats: string | undefined, qualities: string | undefined): { format: ImageFormat; qualities: number[] }[] | undefined {
+  if (formats === undefined && qualities === undefined) return undefined;
+  const qs = qualities === undefined ? [...DEFAULT_IMAGES[0]!.qualities] : parseList("--image-qualities", qualities);
+  for (const q of qs) if (q < 1 || q > 100) throw new UsageError(`--image-qualities: ${q} is not in 1..100`);
+  if (formats === "none") return [];
+  const names = (formats ?? "jpeg,webp").split(",").map((f) => f.trim());
+  for (const f of names) if (f !== "jpeg" && f !== "webp") throw new UsageError(`--images: "${f}" is not jpeg or webp (or none)`);
+  return [...new Set(names)].map((format) => ({ format: format as ImageFormat, qualities: qs }));
 }
 
 /** --tiers: names in order, device first and cloud last (two: today's bundles). */

@@ -11,7 +11,7 @@ import { startLink, PRESETS, type LinkTrace } from "../../runtime/emu/link.js";
 import { runStream } from "../../runtime/device/run.js";
 import type { Inference } from "../../runtime/device/device.js";
 import { OBJECTIVES, type Objective, type PolicyName } from "../../runtime/plan/scheduler.js";
-import type { Manifest } from "../../runtime/common/manifest.js";
+import { isImageCodec, type Manifest } from "../../runtime/common/manifest.js";
 import { DynoError } from "../../runtime/common/errors.js";
 import { baselines, measure, mostRun, shortlist, warmUp } from "../compare.js";
 import { startServer } from "../../runtime/cloud/server.js";
@@ -193,7 +193,7 @@ function describeVariant(m: Manifest, r: Inference): string {
   const v = m.variants.find((x) => x.id === r.variant);
   const cut = m.cuts.find((c) => c.id === v?.cut);
   if (r.kind === "device-only") return "device-only";
-  const codec = `${typeof v?.codec.bits === "number" ? `${v?.codec.bits}-bit` : v?.codec.bits} ${v?.codec.lossless}`;
+  const codec = v && isImageCodec(v.codec) ? `a ${v.codec.bits === "jpeg" ? "JPEG" : "WebP"} at quality ${v.codec.quality}` : `${typeof v?.codec.bits === "number" ? `${v?.codec.bits}-bit` : v?.codec.bits} ${v?.codec.lossless}`;
   if (r.kind === "cloud-only") return `cloud-only, input as ${codec}`;
   return `cut ${cut?.id} (${cut?.tensors.length} tensor${cut?.tensors.length === 1 ? "" : "s"}), ${codec}`;
 }

@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { UsageError } from "../../runtime/common/errors.js";
 import { saveModel } from "../../compiler/onnx/export.js";
+import { isImageCodec } from "../../runtime/common/manifest.js";
 import { openBundle } from "../../runtime/node/bundle.js";
 import { variantGraphs } from "../../compiler/bundler/variant-graphs.js";
 import type { Command } from "../args.js";
@@ -27,6 +28,7 @@ export const exportVariant: Command = {
     const bundle = openBundle(dir);
     const v = bundle.variant(id);
     const graphs = variantGraphs(bundle, v);
+    if (isImageCodec(v.codec)) throw new UsageError(`variant ${id} sends the input as a ${v.codec.bits} file: no ONNX op encodes one, so it has no device and cloud graphs (the cloud's graph is the model itself, after decoding the file)`);
     if (!graphs.device || !graphs.cloud) throw new UsageError(`variant ${id} is device-only: nothing crosses, so it has no device and cloud graphs (the model itself is the device's)`);
     for (const [side, model] of [["device", graphs.device], ["cloud", graphs.cloud]] as const) {
       const path = join(out, `${id}.${side}.onnx`);

@@ -39,8 +39,15 @@ import type { Metric, SampleOutputs } from "./quality/types.js";
 import { addStats, asFloat32 } from "./quality/tensor.js";
 import { defaultMetricSpec, loadMetric, metricDrop } from "./quality/index.js";
 import { mean, quantile, timingOf } from "../../runtime/common/stats.js";
+import { fromPixels, imageLayout, toPixels, type ImageFormat, type ImageLayout } from "../../runtime/common/image.js";
+import { sharpImages } from "../../runtime/node/image.js";
 
 export const DEFAULT_BITS = [2, 3, 4, 5, 6, 8, 16] as const;
+/** The image baselines a practitioner would send: JPEG and WebP of the input, from rough to fine. */
+export const DEFAULT_IMAGES: readonly { format: ImageFormat; qualities: readonly number[] }[] = [
+  { format: "jpeg", qualities: [10, 25, 50, 75, 90] },
+  { format: "webp", qualities: [10, 25, 50, 75, 90] },
+];
 
 export interface CompileOptions {
   out: string;
@@ -57,6 +64,12 @@ export interface CompileOptions {
   profileRuns?: number;
   /** More than two tiers (e.g. device, edge, cloud): profile chains of crossings together (manifest.tiers). */
   tiers?: string[];
+  /**
+   * The input as an image file, at these qualities (variants of the input cut; default
+   * DEFAULT_IMAGES); an empty list for none. Offered only for an image input with a known
+   * preprocess (runtime/common/image.ts imageLayout), and said so when not.
+   */
+  images?: readonly { format: ImageFormat; qualities: readonly number[] }[];
   dynoVersion: string;
   onProgress?: (done: number, total: number, label: string) => void;
   log?: (line: string) => void;
@@ -198,7 +211,13 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
   const float32Value = metric.value(reference.stats, cal.count);
   const variants: Variant[] = [];
   const codecTimings: Record<string, { encode: Timing; decode: Timing }> = {};
-  const totalSteps = cuts.reduce((s, c) => s + (c.kind === "output" ? 1 : codecs.length), 0);
+  // The input as an image file: JPEG and WebP at a few qualities, when the input is an image
+  // whose pixels the preprocess tells (else said, and left out).
+  const layout = imageLayout({ model: { inputs: [{ shape: run.perSample }] } as Manifest["model"], preprocess: cal.preprocess });
+  const imageSpecs: CodecSpec[] = (options.images ?? DEFAULT_IMAGES).flatMap((i) => i.qualities.map((q): CodecSpec => ({ bits: i.format, perChannel: false, shuffle: false, lossless: "none", quality: q })));
+  if (imageSpecs.length > 0 && typeof layout === "string") log(`compile: no image variants (JPEG, WebP of the input): ${layout}`);
+  const imageCount = typeof layout === "string" ? 0 : imageSpecs.length;
+  const totalSteps = cuts.reduce((s, c) => s + (c.kind === "output" ? 1 : codecs.length + (c.kind === "input" ? imageCount : 0)), 0);
   let steps = 0;
   for (const cut of cuts) {
     if (cut.kind === "output") {
@@ -234,6 +253,17 @@ async function compileModel(a: Analysis, modelPath: string, options: CompileOpti
       });
       codecTimings[id] = { encode: r.encode, decode: r.decode };
       options.onProgress?.(++steps, totalSteps, `cut ${cut.index} ${spec.bits}${typeof spec.bits === "number" ? "-bit" : ""}`);
+    }
+    if (cut.kind === "input" && imageSpecs.length > 0 && typeof layout !== "string") {
+      for (const spec of imageSpecs) {
+        const id = variantId(cut.index, spec);
+        const r = await profileImage(cloudSession, cut.tensors[0]!, activations, layout, spec, cal, run, metric, reference.refs);
+        const value = metric.value(r.stats, cal.count);
+        const drop = metricDrop(metric, float32Value, value);
+        variants.push({ id, cut: cut.index, codec: spec, wire: r.wire, accuracy: { value: round(value, 4), drop: round(drop, 4) }, admissible: drop <= maxDrop + 1e-9 });
+        codecTimings[id] = { encode: r.encode, decode: r.decode };
+        options.onProgress?.(++steps, totalSteps, `cut ${cut.index} ${spec.bits} q${spec.quality}`);
+      }
     }
     await deviceSession?.release();
     await cloudSession.release();
@@ -519,6 +549,37 @@ async function profileVariant(cloud: ort.InferenceSession, tensors: string[], ac
       feeds[t] = new ort.Tensor("float32", decoded, n === 1 ? a.sample : [n, ...a.sample.slice(1)]);
     }
     const r = await cloud.run(feeds);
+    for (let i = 0; i < n; i++) addStats(stats, metric.stats(sampleOutputs(r, run.outputs, i, n), refs[start + i], labelAt(cal, start + i)));
+  }
+  return { stats, wire: wireStats(bytes), encode: timingOf(enc), decode: timingOf(dec) };
+}
+
+/**
+ * The input as an image file: each sample's pixels (the preprocess undone) encoded at the spec's
+ * quality with the runtime's own codec (sharp), decoded and preprocessed again, then the model.
+ */
+async function profileImage(cloud: ort.InferenceSession, tensor: string, acts: Map<string, { data: Float32Array; sample: number[] }>, layout: ImageLayout, spec: CodecSpec, cal: Calibration, run: RunShape, metric: Metric, refs: unknown[]): Promise<VariantProfile> {
+  const count = cal.count;
+  const bytes = new Float64Array(count);
+  const enc = new Float64Array(count);
+  const dec = new Float64Array(count);
+  const stats: number[] = [];
+  const a = acts.get(tensor)!;
+  const per = a.data.length / count;
+  for (const [start, n] of batches(count, run)) {
+    const decoded = new Float32Array(per * n);
+    for (let i = 0; i < n; i++) {
+      const k = start + i;
+      const t0 = performance.now();
+      const file = await sharpImages.encode(toPixels(a.data.subarray(k * per, (k + 1) * per), layout), spec.bits as ImageFormat, spec.quality ?? 75);
+      const t1 = performance.now();
+      decoded.set(fromPixels(await sharpImages.decode(file, layout.channels), layout), i * per);
+      const t2 = performance.now();
+      bytes[k] = file.length;
+      enc[k] = t1 - t0;
+      dec[k] = t2 - t1;
+    }
+    const r = await cloud.run({ [tensor]: new ort.Tensor("float32", decoded, n === 1 ? a.sample : [n, ...a.sample.slice(1)]) });
     for (let i = 0; i < n; i++) addStats(stats, metric.stats(sampleOutputs(r, run.outputs, i, n), refs[start + i], labelAt(cal, start + i)));
   }
   return { stats, wire: wireStats(bytes), encode: timingOf(enc), decode: timingOf(dec) };

@@ -8,12 +8,12 @@ import { insertQuantizePack, insertUnpackDequantize } from "../passes/insert-pac
 import { joinSegments } from "../passes/join-segments.js";
 import { partition } from "../passes/partition.js";
 import type { NodeBundle } from "../../runtime/node/bundle.js";
-import type { CodecSpec, Variant } from "../../runtime/common/manifest.js";
+import { isImageCodec, type CodecSpec, type Variant } from "../../runtime/common/manifest.js";
 
 export interface VariantGraphs {
-  /** Model input -> packed payloads (null for device-only: nothing crosses). */
+  /** Model input -> packed payloads (null for device-only: nothing crosses; and for an image codec: a JPEG or WebP is no ONNX op). */
   device: Model | null;
-  /** Packed payloads -> model outputs (null for device-only). */
+  /** Packed payloads -> model outputs (null for device-only and image codecs). */
   cloud: Model | null;
 }
 
@@ -25,7 +25,7 @@ export function bundleModel(bundle: NodeBundle): Model {
 /** The variant's device and cloud graphs; `model` (bundleModel) may be passed in to join once. */
 export function variantGraphs(bundle: NodeBundle, v: Variant, model: Model = bundleModel(bundle)): VariantGraphs {
   const cut = bundle.manifest.cuts.find((c) => c.id === v.cut)!;
-  if (cut.kind === "output") return { device: null, cloud: null };
+  if (cut.kind === "output" || isImageCodec(v.codec)) return { device: null, cloud: null };
   const names = cut.tensors.map((t) => t.name);
   const [device, cloud] = partition(model, names);
   return { device: insertQuantizePack(device, names, v.codec), cloud: insertUnpackDequantize(cloud, names, v.codec) };

@@ -3,7 +3,7 @@
 //   cloud part:   t__payload -> ai.dyno.UnpackDequantize -> t -> ...
 // so each variant's graphs say, in ONNX, what crosses the cut and how it is packed.
 import type { CodecSpec } from "../../runtime/common/manifest.js";
-import { UsageError } from "../../runtime/common/errors.js";
+import { DynoError, UsageError } from "../../runtime/common/errors.js";
 import { DataType } from "../ir/dtype.js";
 import { AttrType, Model, tensorTypeDesc, type Attribute } from "../ir/graph.js";
 import { verifyOrThrow } from "../ir/order.js";
@@ -17,6 +17,7 @@ export function payloadName(tensor: string): string {
 }
 
 export function packAttributes(spec: CodecSpec): Attribute[] {
+  if (spec.bits === "jpeg" || spec.bits === "webp") throw new DynoError(`codec ${spec.bits} is an image file: no ai.dyno op packs one (docs/ops.md)`);
   const text = (s: string) => new TextEncoder().encode(s);
   const format = spec.bits === "f32" ? "float32" : spec.bits === "f16" ? "float16" : "quantized";
   const bits = spec.bits === "f32" ? 32 : spec.bits === "f16" ? 16 : spec.bits;

@@ -137,7 +137,7 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: Extract<ToWorker
     let tiles: EdgeTileRun | undefined;
     if (c1.deviceSegments < c2.deviceSegments) {
       const t0 = performance.now();
-      pool = executor.decode(v, payloads) as Record<string, ort.Tensor>;
+      pool = (await executor.decode(v, payloads)) as Record<string, ort.Tensor>;
       decodeMs = performance.now() - t0;
       const t = e.tiles;
       if (t && fv.cut === t.set.to && c1.deviceSegments <= t.from.deviceSegments) {
@@ -152,7 +152,7 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: Extract<ToWorker
       }
       if (c2.kind !== "output") {
         sendVariant = fv;
-        sendPayloads = executor.encodeCut(fv, pool);
+        sendPayloads = await executor.encodeCut(fv, pool);
       }
     }
     const edge: EdgeRun = { forwarded: "", backboneBytes: 0, fallback: false, ...(tiles ? { tiles } : {}) };
@@ -177,7 +177,7 @@ async function runEdge(e: EdgeRunner, outputNames: string[], m: Extract<ToWorker
         e.drop();
         edge.fallback = true;
         const at = executor.cutOf(sendVariant);
-        const rest = executor.decode(sendVariant, sendPayloads);
+        const rest = await executor.decode(sendVariant, sendPayloads);
         segmentMs += await stretch(e.slowdown, (await executor.runSegments(at.deviceSegments, executor.manifest.segments.length, rest)).reduce((a, b) => a + b, 0));
         outputs = outputNames.map((name) => toOutput(name, rest[name] as ort.Tensor | undefined));
       }

@@ -61,20 +61,33 @@ export const Cut = z.object({
 });
 export type Cut = z.infer<typeof Cut>;
 
-export const Bits = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4), z.literal(5), z.literal(6), z.literal(7), z.literal(8), z.literal(16), z.literal("f16"), z.literal("f32")]);
+/**
+ * How many bits a value travels in, or how: float passthrough ("f16", "f32"), or, for an image
+ * input only, the whole input as an image file ("jpeg", "webp" at the codec's `quality`; the
+ * pixels the manifest's preprocess came from, runtime/common/image.ts).
+ */
+export const Bits = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4), z.literal(5), z.literal(6), z.literal(7), z.literal(8), z.literal(16), z.literal("f16"), z.literal("f32"), z.literal("jpeg"), z.literal("webp")]);
 export type Bits = z.infer<typeof Bits>;
 
-/** How a cut's tensors travel: quantise(b) + pack [+ bit-shuffle] + lossless, or float passthrough. */
+/** How a cut's tensors travel: quantise(b) + pack [+ bit-shuffle] + lossless, float passthrough, or an image file. */
 export const CodecSpec = z.object({
   bits: Bits,
   perChannel: z.boolean(),
   shuffle: z.boolean(),
   lossless: z.enum(["none", "lz4", "deflate", "zstd"]),
+  /** The encoder's quality (1-100) of an image codec ("jpeg", "webp"). */
+  quality: z.number().int().min(1).max(100).optional(),
 });
 export type CodecSpec = z.infer<typeof CodecSpec>;
 
-/** A codec's part of a variant id: "b4-zstd", "b6-pc-shuf-lz4", "f16-none", "f32-none". */
+/** An image codec: the input sent as a JPEG or WebP file. */
+export function isImageCodec(c: Pick<CodecSpec, "bits">): c is Pick<CodecSpec, "bits"> & { bits: "jpeg" | "webp" } {
+  return c.bits === "jpeg" || c.bits === "webp";
+}
+
+/** A codec's part of a variant id: "b4-zstd", "b6-pc-shuf-lz4", "f16-none", "f32-none", "jpeg-q25". */
 export function codecId(c: CodecSpec): string {
+  if (isImageCodec(c)) return `${c.bits}-q${c.quality ?? 75}`;
   const bits = typeof c.bits === "number" ? `b${c.bits}` : c.bits;
   return `${bits}${c.perChannel ? "-pc" : ""}${c.shuffle ? "-shuf" : ""}-${c.lossless}`;
 }

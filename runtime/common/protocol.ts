@@ -21,7 +21,8 @@
 import * as z from "zod";
 import { DynoError } from "./errors.js";
 import { headerLength, Kind, rawBodyLength, readHeader } from "../../kernels/format.js";
-import { Bits, perSampleDims, type Cut, type Manifest, type Variant } from "./manifest.js";
+import { Bits, isImageCodec, perSampleDims, type Cut, type Manifest, type Variant } from "./manifest.js";
+import { imageFormatOf, maxImageBytes } from "./image.js";
 
 export const PROTOCOL_VERSION = 1;
 /** The WebSocket subprotocol every client offers. */
@@ -103,6 +104,8 @@ export const RequestTensor = z.object({
   shuffle: z.boolean(),
   /** The variant's lossless stage (a payload may still say "none" when compression did not pay). */
   codec: LosslessCodec,
+  /** An image codec's quality (bits "jpeg" or "webp"). */
+  quality: z.number().int().min(1).max(100).optional(),
 }).strict();
 export type RequestTensor = z.infer<typeof RequestTensor>;
 
@@ -299,16 +302,22 @@ export function encodeRequest(id: number, header: RequestHeader, payloads: reado
  * The request a device sends for `variant`: shapes from the payloads' own headers, lengths and
  * checksums computed, codec parameters from the variant (what the device believes).
  */
-export function buildRequest(id: number, model: string, variant: Pick<Variant, "id" | "codec">, payloads: readonly Payload[]): Uint8Array {
+export function buildRequest(id: number, model: string, variant: Pick<Variant, "id" | "codec">, payloads: readonly Payload[], shapes?: Readonly<Record<string, readonly number[]>>): Uint8Array {
+  const c = variant.codec;
+  const image = isImageCodec(c);
   const tensors = payloads.map((p): RequestTensor => {
     let shape: number[];
     try {
-      shape = readHeader(p.bytes).shape;
+      // An image file has no payload header of ours: its tensor's shape is the caller's.
+      if (image) {
+        const given = shapes?.[p.tensor];
+        if (!given) throw new Error(`a ${c.bits} payload needs its tensor's shape`);
+        shape = [...given];
+      } else shape = readHeader(p.bytes).shape;
     } catch (e) {
       throw new ProtocolError("bad-request", `payload for "${p.tensor}": ${(e as Error).message}`, id);
     }
-    const c = variant.codec;
-    return { name: p.tensor, bytes: p.bytes.length, crc32: crc32(p.bytes), shape, bits: c.bits, perChannel: c.perChannel, shuffle: c.shuffle, codec: c.lossless };
+    return { name: p.tensor, bytes: p.bytes.length, crc32: crc32(p.bytes), shape, bits: c.bits, perChannel: c.perChannel, shuffle: c.shuffle, codec: c.lossless, ...(image ? { quality: c.quality ?? 75 } : {}) };
   });
   return encodeRequest(id, { variant: variant.id, model, tensors }, payloads.map((p) => p.bytes));
 }
@@ -356,6 +365,7 @@ export function maxRequestBytes(manifest: Pick<Manifest, "variants" | "cuts">): 
 function maxPayloadBytes(shape: Cut["tensors"][number]["shape"], codec: Variant["codec"]): number {
   const dims = perSampleDims(shape);
   const n = dims.reduce((a, b) => a * b, 1);
+  if (isImageCodec(codec)) return maxImageBytes(n);
   const kind = codec.bits === "f32" ? Kind.Float32 : codec.bits === "f16" ? Kind.Float16 : Kind.Quantized;
   const bits = kind === Kind.Float32 ? 32 : kind === Kind.Float16 ? 16 : (codec.bits as number);
   const quantised = kind === Kind.Quantized;
@@ -413,17 +423,27 @@ export function validateRequest(manifest: Manifest, req: Request): ValidRequest 
     if (seen.has(t.name)) fail("bad-request", `tensor "${t.name}" appears twice in the request`);
     seen.add(t.name);
     const c = v.codec;
+    const image = isImageCodec(c);
     const mismatch = [
       t.bits !== c.bits && `bits ${t.bits} (variant: ${c.bits})`,
       t.perChannel !== c.perChannel && `perChannel ${t.perChannel} (variant: ${c.perChannel})`,
       t.shuffle !== c.shuffle && `shuffle ${t.shuffle} (variant: ${c.shuffle})`,
       t.codec !== c.lossless && `codec ${t.codec} (variant: ${c.lossless})`,
+      image && t.quality !== (c.quality ?? 75) && `quality ${t.quality} (variant: ${c.quality ?? 75})`,
     ].filter(Boolean);
     if (mismatch.length) fail("bad-request", `tensor "${t.name}": codec parameters do not match variant "${v.id}": ${mismatch.join(", ")}`);
     const want = spec!.shape;
     const shapeOk = t.shape.length === want.length && want.every((d, k) => (typeof d === "number" ? d === t.shape[k] : t.shape[k]! >= 1 && t.shape[k]! <= MAX_SYMBOLIC_DIM));
     if (!shapeOk) fail("bad-request", `tensor "${t.name}": shape [${t.shape.join(",")}] does not match the cut tensor [${want.map((d) => (typeof d === "number" ? d : d ?? "?")).join(",")}]`);
     const bytes = req.payloads[i]!;
+    if (image) {
+      // An image file: its magic bytes and its size here; the pixels when the executor decodes it.
+      const values = t.shape.reduce((a, b) => a * b, 1);
+      if (imageFormatOf(bytes) !== c.bits) fail("bad-request", `tensor "${t.name}": the payload is not a ${c.bits} file (variant "${v.id}")`);
+      if (bytes.length > maxImageBytes(values)) fail("too-large", `tensor "${t.name}": a ${bytes.length}-byte ${c.bits} file for ${values} values (at most ${maxImageBytes(values)})`);
+      payloads.push({ tensor: t.name, bytes });
+      return;
+    }
     let ph: ReturnType<typeof readHeader>;
     try {
       ph = readHeader(bytes, want.reduce<number>((a, d) => a * (typeof d === "number" ? d : MAX_SYMBOLIC_DIM), 1));
@@ -445,6 +465,7 @@ export function validateRequest(manifest: Manifest, req: Request): ValidRequest 
 }
 
 function describePayload(bits: Bits, h: { perChannel: boolean; shuffle: boolean; codec: string }): string {
+  if (bits === "jpeg" || bits === "webp") return `a ${bits} file`;
   if (bits === "f32" || bits === "f16") return `${bits} (${h.codec})`;
   return `${bits}-bit${h.perChannel ? " per-channel" : ""}${h.shuffle ? " shuffled" : ""} (${h.codec})`;
 }

@@ -82,6 +82,8 @@ export interface CloudRequest {
   variant: Pick<Variant, "id" | "codec">;
   /** One per cut tensor, as Executor.device returns them. */
   payloads: readonly Payload[];
+  /** Each tensor's shape, where its payload does not say (an image codec's file). */
+  shapes?: Readonly<Record<string, readonly number[]>>;
 }
 
 export interface CloudReply {
@@ -179,7 +181,7 @@ export function connectCloud(options: CloudOptions): CloudClient {
       const id = takeId();
       let frame: Uint8Array;
       try {
-        frame = buildRequest(id, model, request.variant, request.payloads);
+        frame = buildRequest(id, model, request.variant, request.payloads, request.shapes);
       } catch (e) {
         throw new CloudError("bad-request", (e as Error).message);
       }

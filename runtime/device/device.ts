@@ -24,7 +24,7 @@
 // Platform-free: the bundle, the inference backend, the WebSocket and the profile cache are
 // given. runtime/node/device.ts gives Node's (a directory, onnxruntime-node, `ws`, ~/.cache/dyno),
 // runtime/web/device.ts a browser's (a URL, onnxruntime-web, WebSocket, localStorage).
-import { perSampleDims } from "../common/manifest.js";
+import { isImageCodec, perSampleDims } from "../common/manifest.js";
 import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
 import type { Manifest, Profile, Variant } from "../common/manifest.js";
@@ -180,13 +180,16 @@ const CLIENT_MAX_IN_FLIGHT = 16;
 
 export async function createDevice(options: DeviceOptions): Promise<Device> {
   const bundle = options.bundle;
-  if (options.variant !== undefined) checkVariant(bundle.manifest, options.variant);
+  if (options.variant !== undefined) checkVariant(bundle.manifest, options.variant, options.backend);
   const exec = await Executor.open(bundle, { backend: options.backend, threads: options.threads ?? 1 });
   const tensor = (data: Float32Array): Tensor => options.backend.tensor(data, dims);
   const m = bundle.manifest;
   const dims = perSampleDims(m.model.inputs[0]!.shape);
   const inputSize = dims.reduce((a, b) => a * b, 1);
   const slowdown = options.slowdown ?? 1;
+  // The variants this device can run: a backend without an image codec (a browser's, so far)
+  // cannot send the input as a JPEG or WebP file.
+  const offered: Manifest = options.backend.image ? m : { ...m, variants: m.variants.filter((v) => !isImageCodec(v.codec)) };
   // Device-side profile on first start (cached per bundle and machine): this device's own
   // per-segment times replace the bundle's device profile in the estimates.
   let planning = m;
@@ -330,21 +333,21 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const zero = tensor(new Float32Array(inputSize));
     for (let i = 0; i < 3; i++) await exec.device(deviceOnlyId, zero);
     const inputCut = m.cuts.find((c) => c.kind === "input");
-    for (const v of m.variants) if (inputCut && v.cut === inputCut.id) await exec.device(v.id, zero);
+    for (const v of offered.variants) if (inputCut && v.cut === inputCut.id) await exec.device(v.id, zero);
   }
 
   /** The next plan: pinned, or the planner's (device-only while the cloud is down). */
   const planNext = (pinned: string | undefined): PlannedChoice => {
     const policy = policyNow();
     if (pinned !== undefined) {
-      const c = pinVariant(m, estimates, pinned, policy);
+      const c = pinVariant(offered, estimates, pinned, policy);
       return { ...c, predicted: correct(planner.tracker, c.predicted, policy), decision: "fixed" };
     }
     // Without probes the prior is all there is to plan with: it is not "stale". With them, an
     // estimate nothing timed for a while is (a stream keeps the link busy: it must drain for a probe).
     const stale = links.why();
     const est = stale === estimates.link.bandwidthStale ? estimates : { ...estimates, link: { ...estimates.link, bandwidthStale: stale } };
-    const r = plan(m, est, cloudUp ? policy : { ...policy, name: "device-only" }, planner, plannerOptions());
+    const r = plan(offered, est, cloudUp ? policy : { ...policy, name: "device-only" }, planner, plannerOptions());
     planner = r.state;
     return r.choice;
   };
@@ -354,7 +357,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     if (closed) throw new DynoError("device is closed");
     if (input.length !== inputSize) throw new DynoError(`input has ${input.length} values, model input "${m.model.inputs[0]!.name}" [${dims.join(",")}] needs ${inputSize}`);
     // The synthesised names map to the bundle's own variants; an unknown id throws before any work.
-    if (pin !== undefined) checkVariant(m, pin);
+    if (pin !== undefined) checkVariant(m, pin, options.backend);
     const pinned = pin === "device-only" ? deviceOnlyId : pin === "cloud-only" ? cloudOnlyId(m) : pin;
     if (connecting) await connecting;
     connecting = null;
@@ -371,8 +374,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     // whole model runs here, which is the cheaper way to finish on the device.
     let fallback: string | undefined;
     const limit = maxPayload();
-    if (cloud && limit !== undefined && id !== deviceOnlyId && payloadBound(m, estimates, id) > limit) {
-      fallback = `a request for ${id} carries up to ${Math.round(payloadBound(m, estimates, id))} B of payload, over the server's limit of ${limits.maxBody} bytes (--max-body) less ${overheadBytes} B of header: ran device-only`;
+    if (cloud && limit !== undefined && id !== deviceOnlyId && payloadBound(offered, estimates, id) > limit) {
+      fallback = `a request for ${id} carries up to ${Math.round(payloadBound(offered, estimates, id))} B of payload, over the server's limit of ${limits.maxBody} bytes (--max-body) less ${overheadBytes} B of header: ran device-only`;
       choice = { ...choice, reason: `${choice.reason}; ${fallback}` };
       id = deviceOnlyId;
     }
@@ -429,7 +432,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       const sentInEpoch = estimates.link.changes;
       links.sent(bytes);
       try {
-        const a = await via.infer({ variant: d.variant, payloads: d.payloads });
+        const a = await via.infer({ variant: d.variant, payloads: d.payloads, ...(isImageCodec(d.variant.codec) ? { shapes: { [m.model.inputs[0]!.name]: dims } } : {}) });
         // The server reports its own time; the rest of the wall time is the link (transfer + RTT).
         const transferMs = Math.max(0, a.wallMs - a.timing.totalMs);
         const rttMs = estimates.link.rttMs;
@@ -583,7 +586,9 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
 }
 
 /** A variant a caller pins must be the bundle's (or "device-only" / "cloud-only"). */
-function checkVariant(m: Manifest, id: string): void {
+function checkVariant(m: Manifest, id: string, backend: Backend): void {
+  const v = m.variants.find((x) => x.id === id);
+  if (v && isImageCodec(v.codec) && !backend.image) throw new DynoError(`variant "${id}" sends the input as a ${v.codec.bits} file, and ${backend.name} has no image codec`);
   if (id === "device-only" || id === "cloud-only" || m.variants.some((v) => v.id === id)) return;
   const ids = m.variants.map((v) => v.id);
   throw new DynoError(`unknown variant "${id}" (the bundle has ${ids.length} variants: ${ids.slice(0, 6).join(", ")}${ids.length > 6 ? ", ..." : ""}; or device-only, cloud-only)`);
@@ -601,7 +606,7 @@ function frameOverhead(m: Manifest, v: Variant): number {
     model: modelId(m),
     tensors: cut.tensors.map((t) => ({
       name: t.name, bytes: widest, crc32: widest, shape: t.shape.map((d) => (typeof d === "number" ? d : widest)),
-      bits: v.codec.bits, perChannel: v.codec.perChannel, shuffle: v.codec.shuffle, codec: v.codec.lossless,
+      bits: v.codec.bits, perChannel: v.codec.perChannel, shuffle: v.codec.shuffle, codec: v.codec.lossless, ...(isImageCodec(v.codec) ? { quality: 100 } : {}),
     })),
   };
   return PREFIX_BYTES + new TextEncoder().encode(JSON.stringify(header)).length;

@@ -4,6 +4,7 @@
 import type { InferenceSession, Tensor } from "onnxruntime-common";
 import type { Bundle } from "../common/bundle.js";
 import type { FileRef } from "../common/manifest.js";
+import type { ImageCodec } from "../common/image.js";
 
 export type { InferenceSession, Tensor };
 
@@ -29,4 +30,6 @@ export interface Backend {
   /** A session for one segment graph of the bundle (its weights are the bundle's weights file). */
   openSegment(bundle: Bundle, graph: FileRef, options: SegmentOptions): Promise<InferenceSession>;
   machine(): Machine;
+  /** Encodes and decodes image files (the jpeg and webp codecs of the input); absent: those variants are not offered. */
+  readonly image?: ImageCodec;
 }

@@ -11,7 +11,8 @@
 // onnxruntime-web (runtime/web/backend.ts); nothing here imports either.
 import type { Bundle } from "../common/bundle.js";
 import { DynoError } from "../common/errors.js";
-import type { CodecSpec, Cut, Manifest, Profile, Variant } from "../common/manifest.js";
+import { isImageCodec, type CodecSpec, type Cut, type Manifest, type Profile, type Variant } from "../common/manifest.js";
+import { fromPixels, imageFormatOf, imageLayout, toPixels, type ImageLayout } from "../common/image.js";
 import type { Payload } from "../common/protocol.js";
 import { timingOf } from "../common/stats.js";
 import { decodeWithShape, encode, initKernels, type EncodeOptions } from "../../kernels/index.js";
@@ -33,8 +34,9 @@ export class PayloadError extends DynoError {
   override name = "PayloadError";
 }
 
-/** The kernels' options for a codec spec (the kernels call the lossless stage `codec`). */
+/** The kernels' options for a codec spec (the kernels call the lossless stage `codec`); an image codec is no kernel's. */
 export function encodeOptions(c: CodecSpec): EncodeOptions {
+  if (c.bits === "jpeg" || c.bits === "webp") throw new DynoError(`codec ${c.bits} is an image file, not a kernel codec (runtime/common/image.ts)`);
   return { bits: c.bits, perChannel: c.perChannel, shuffle: c.shuffle, codec: c.lossless };
 }
 
@@ -86,7 +88,7 @@ export class Executor {
       return { kind: "local", variant: v, outputs, segmentMs };
     }
     const t0 = performance.now();
-    const payloads = this.encodeCut(v, pool);
+    const payloads = await this.encodeCut(v, pool);
     return { kind: "split", variant: v, payloads, segmentMs, encodeMs: performance.now() - t0 };
   }
 
@@ -99,7 +101,7 @@ export class Executor {
     const cut = this.cutOf(v);
     if (cut.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the cloud has nothing to run`);
     const t0 = performance.now();
-    const pool = this.decode(v, payloads);
+    const pool = await this.decode(v, payloads);
     const decodeMs = performance.now() - t0;
     const segmentMs = await this.runSegments(cut.deviceSegments, this.manifest.segments.length, pool);
     const outputs = Object.fromEntries(this.manifest.model.outputs.map((o) => [o.name, pool[o.name]!]));
@@ -107,10 +109,25 @@ export class Executor {
   }
 
   /** Unpacks a variant's payloads into its cut tensors, each checked against the declared shape. */
-  decode(v: Variant, payloads: readonly Payload[]): Record<string, Tensor> {
+  async decode(v: Variant, payloads: readonly Payload[]): Promise<Record<string, Tensor>> {
     const cut = this.cutOf(v);
     const pool: Record<string, Tensor> = {};
     if (payloads.length !== cut.tensors.length) throw new PayloadError(`variant "${v.id}" expects ${cut.tensors.length} payload(s) (${cut.tensors.map((t) => t.name).join(", ")}), got ${payloads.length}`);
+    if (isImageCodec(v.codec)) {
+      const spec = cut.tensors[0]!;
+      const p = payloads.find((x) => x.tensor === spec.name);
+      if (!p) throw new PayloadError(`variant "${v.id}": no payload for the input "${spec.name}"`);
+      const l = this.imageLayoutOf(v);
+      if (imageFormatOf(p.bytes) !== v.codec.bits) throw new PayloadError(`payload for "${spec.name}" is not a ${v.codec.bits} file (variant "${v.id}")`);
+      let x: Float32Array;
+      try {
+        x = fromPixels(await this.backend.image!.decode(p.bytes, l.channels), l);
+      } catch (e) {
+        throw new PayloadError(`payload for "${spec.name}": ${(e as Error).message}`);
+      }
+      pool[spec.name] = this.backend.tensor(x, spec.shape.map((d) => (typeof d === "number" ? d : 1)));
+      return pool;
+    }
     for (const spec of cut.tensors) {
       const p = payloads.find((x) => x.tensor === spec.name);
       if (!p) throw new PayloadError(`variant "${v.id}": no payload for cut tensor "${spec.name}"`);
@@ -129,13 +146,29 @@ export class Executor {
   }
 
   /** Packs a variant's cut tensors from `pool` (what device() sends). */
-  encodeCut(v: Variant, pool: Record<string, Tensor>): Payload[] {
+  async encodeCut(v: Variant, pool: Record<string, Tensor>): Promise<Payload[]> {
+    if (isImageCodec(v.codec)) {
+      const name = this.cutOf(v).tensors[0]!.name;
+      const x = pool[name];
+      if (!x) throw new DynoError(`no input "${name}" to send as an image`);
+      const layout = this.imageLayoutOf(v);
+      const bytes = await this.backend.image!.encode(toPixels(x.data as Float32Array, layout), v.codec.bits, v.codec.quality ?? 75);
+      return [{ tensor: name, bytes }];
+    }
     const opts = encodeOptions(v.codec);
     return this.cutOf(v).tensors.map((t) => {
       const x = pool[t.name];
       if (!x) throw new DynoError(`segment chain did not produce cut tensor "${t.name}"`);
       return { tensor: t.name, bytes: encode(x.data as Float32Array, x.dims as number[], opts) };
     });
+  }
+
+  /** The image in the model's input, for an image codec; an error when the input is none, or this backend has no image codec. */
+  imageLayoutOf(v: Variant): ImageLayout {
+    if (!this.backend.image) throw new PayloadError(`variant "${v.id}" sends the input as ${v.codec.bits}, and ${this.backend.name} has no image codec`);
+    const l = imageLayout(this.manifest);
+    if (typeof l === "string") throw new PayloadError(`variant "${v.id}" sends the input as ${v.codec.bits}, but ${l}`);
+    return l;
   }
 
   /** Runs segments [from, to) in order over `pool`; returns each one's milliseconds. */

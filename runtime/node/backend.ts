@@ -8,6 +8,7 @@ import type { FileRef } from "../common/manifest.js";
 import type { Backend, InferenceSession, SegmentOptions, Tensor } from "../exec/backend.js";
 import type { NodeBundle } from "./bundle.js";
 import { openSession } from "./session.js";
+import { sharpImages } from "./image.js";
 
 export const nodeBackend: Backend = {
   name: "onnxruntime-node cpu",
@@ -18,4 +19,5 @@ export const nodeBackend: Backend = {
     return openSession(path(graph), { threads: o.threads, optimize: o.optimize });
   },
   machine: () => ({ platform: process.platform, arch: process.arch, cpu: cpus()[0]?.model?.trim() ?? "unknown", cores: cpus().length }),
+  image: sharpImages,
 };

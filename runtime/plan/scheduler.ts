@@ -27,11 +27,13 @@ export const OBJECTIVES: readonly Objective[] = ["latency", "throughput", "cloud
 
 /**
  * dyno: joint cut x bits x codec. device-only / cloud-only: the whole model on one side
- * (cloud-only-u8 sends the input as an 8-bit variant of the input cut). neurosurgeon: best cut by
- * latency, float32 only. jalad: best cut by latency, 8-bit + entropy coding (lossless != none).
+ * (cloud-only-u8 sends the input as an 8-bit variant of the input cut; cloud-only-jpeg and
+ * cloud-only-webp as an image file, at the lowest quality within the accuracy bound: what a
+ * practitioner sends). neurosurgeon: best cut by latency, float32 only. jalad: best cut by
+ * latency, 8-bit + entropy coding (lossless != none).
  */
-export type PolicyName = "dyno" | "device-only" | "cloud-only" | "cloud-only-u8" | "neurosurgeon" | "jalad";
-export const POLICIES: readonly PolicyName[] = ["dyno", "device-only", "cloud-only", "cloud-only-u8", "neurosurgeon", "jalad"];
+export type PolicyName = "dyno" | "device-only" | "cloud-only" | "cloud-only-u8" | "cloud-only-jpeg" | "cloud-only-webp" | "neurosurgeon" | "jalad";
+export const POLICIES: readonly PolicyName[] = ["dyno", "device-only", "cloud-only", "cloud-only-u8", "cloud-only-jpeg", "cloud-only-webp", "neurosurgeon", "jalad"];
 
 export interface Policy {
   name?: PolicyName;
@@ -268,6 +270,8 @@ function candidates(name: PolicyName, entries: readonly Entry[]): Entry[] {
     case "device-only": return entries.filter((e) => e.kind === "device-only");
     case "cloud-only": return entries.filter((e) => e.kind === "cloud-only" && e.bits === "f32" && e.lossless === "none");
     case "cloud-only-u8": return entries.filter((e) => e.kind === "cloud-only" && e.bits === 8);
+    case "cloud-only-jpeg": return entries.filter((e) => e.kind === "cloud-only" && e.bits === "jpeg");
+    case "cloud-only-webp": return entries.filter((e) => e.kind === "cloud-only" && e.bits === "webp");
     case "neurosurgeon": return entries.filter((e) => e.kind === "device-only" || (e.bits === "f32" && e.lossless === "none"));
     case "jalad": return entries.filter((e) => e.kind === "device-only" || (e.bits === 8 && e.lossless !== "none"));
   }
@@ -372,7 +376,9 @@ export function chooseVariant(manifest: Manifest, estimates: Estimates, policy: 
   const name = policy.name ?? "dyno";
   if (!POLICIES.includes(name)) throw new SchedulerError(`unknown scheduler policy "${name}" (known: ${POLICIES.join(", ")})`);
   const fixedLatency = name === "neurosurgeon" || name === "jalad";
-  const objective: Objective = fixedLatency ? "latency" : policy.objective ?? "latency";
+  // An image baseline sends the smallest file within the accuracy bound, whatever the objective.
+  const image = name === "cloud-only-jpeg" || name === "cloud-only-webp";
+  const objective: Objective = fixedLatency ? "latency" : image ? "bytes" : policy.objective ?? "latency";
   if (!OBJECTIVES.includes(objective)) throw new SchedulerError(`unknown objective "${objective}" (known: ${OBJECTIVES.join(", ")})`);
   const margin = policy.hysteresis ?? 0.1;
   if (!(margin >= 0 && margin < 1)) throw new SchedulerError(`hysteresis must be in [0, 1), got ${margin}`);
