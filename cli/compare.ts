@@ -9,11 +9,11 @@ import { initEstimates } from "../runtime/plan/estimators.js";
 import { objectiveCost, predictAll, type Objective } from "../runtime/plan/scheduler.js";
 
 /** Streams `input` through a fresh device for `seconds` (after `warm` unmeasured inferences), then closes it. */
-export async function measure(open: () => Promise<Device>, input: (i: number) => Float32Array, seconds: number, options: { warm?: number; label?: (i: number) => number | null } = {}): Promise<RunSummary> {
+export async function measure(open: () => Promise<Device>, input: (i: number) => Float32Array, seconds: number, options: { warm?: number; minCount?: number; label?: (i: number) => number | null } = {}): Promise<RunSummary> {
   const d = await open();
   try {
     if ((options.warm ?? 0) > 0) await runStream(d, input, { count: options.warm });
-    return (await runStream(d, input, { durationMs: seconds * 1000, label: options.label })).summary;
+    return (await runStream(d, input, { durationMs: seconds * 1000, minCount: options.minCount, label: options.label })).summary;
   } finally {
     await d.close();
   }

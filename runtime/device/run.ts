@@ -25,8 +25,10 @@ export interface RunSummary {
 export interface RunOptions {
   /** Stop after this many inputs (default: all of `inputs`). */
   count?: number;
-  /** Stop starting new inputs after this many ms. */
+  /** Stop starting new inputs after this many ms... */
   durationMs?: number;
+  /** ...but not before this many have started (a slow strategy is measured on a few inferences at least). */
+  minCount?: number;
   /** Label of input i (for top-1), or null. */
   label?: (i: number) => number | null;
   onResult?: (r: Inference, index: number, elapsedMs: number) => void;
@@ -39,7 +41,7 @@ export async function runStream(device: Device, input: (i: number) => Float32Arr
   const count = options.count ?? Infinity;
   async function* inputs() {
     for (let i = 0; i < count; i++) {
-      if (options.durationMs !== undefined && performance.now() - t0 >= options.durationMs) return;
+      if (options.durationMs !== undefined && performance.now() - t0 >= options.durationMs && i >= (options.minCount ?? 0)) return;
       yield input(i);
     }
   }
