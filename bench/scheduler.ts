@@ -8,6 +8,8 @@ import os from "node:os";
 import { performance } from "node:perf_hooks";
 import { initEstimates, observationsOf, observe, type Estimates } from "../runtime/plan/estimators.js";
 import { chooseVariant, predictAll, type Choice } from "../runtime/plan/scheduler.js";
+import { initPlanner, plan } from "../runtime/plan/planner.js";
+import { recordInterval } from "../runtime/plan/tracker.js";
 import { rng } from "../runtime/common/random.js";
 import { makeManifest, type VariantSpec } from "../test/scheduler-manifest.js";
 import type { Bits } from "../runtime/common/manifest.js";
@@ -64,6 +66,25 @@ for (const count of [10, 100, 1000]) {
   let e = initEstimates(m);
   const record = { variant: m.variants[5]!.id, deviceSegments: 10, segments: 50, deviceMs: 40, encodeMs: 1, bytes: 6000, transferSeconds: 0.06, rttMs: 50, decodeMs: 0.2, cloudMs: 9 };
   rows.push(time("observe one inference (7 observations)", (i) => { e = observe(e, ...observationsOf({ ...record, deviceMs: 40 + (i % 7) })); }));
+}
+{
+  // The device's planner (runtime/plan/planner.ts): a full plan corrects every admissible variant
+  // with the tracker; between full plans (replanMs) the kept choice predicts only itself.
+  for (const count of [10, 100]) {
+    const m = manifestOf(count);
+    const base = initEstimates(m);
+    const e = { ...base, link: { ...base.link, bandwidthStale: undefined } };
+    const policy = { name: "dyno", objective: "throughput", pipelineDepth: 15, maxAccuracyDrop: 2 } as const;
+    let s = initPlanner(e.link.epoch);
+    for (let i = 0; i < 200; i++) {
+      const r = plan(m, e, policy, s, { trialsPerEpoch: 0 });
+      s = { ...r.state, tracker: recordInterval(r.state.tracker, r.choice.id, r.choice.predicted.kind !== "device-only", 2, r.choice.predicted.stageIntervalMs) };
+    }
+    const full = { ...s, nextFull: 0, kept: null };
+    rows.push(time(`plan, a full plan, ${count} variants`, () => { plan(m, e, policy, full, { trialsPerEpoch: 0 }); }));
+    const kept = { ...s, nextFull: Number.MAX_SAFE_INTEGER };
+    rows.push(time(`  plan, the kept choice between full plans, ${count} variants`, () => { plan(m, e, policy, kept, { trialsPerEpoch: 0 }); }));
+  }
 }
 const w = Math.max(...rows.map((r) => r.label.length));
 console.log(`${"case".padEnd(w)}  ${"calls/s".padStart(10)}  ${"us/call".padStart(8)}`);
