@@ -146,6 +146,105 @@ test("planner: a variant that measured worse in its trial is not tried again at 
   assert.is(r.last.id, "c1-b4-zstd", r.last.reason);
 });
 
+test("planner: a trial against an incumbent with no measurement of its own measures the incumbent too, then keeps the better", () => {
+  // Device-only runs (the incumbent) but was never measured on this link: a stream ran it only
+  // while the link was probed. The model says 26 ms a dispatch for it; it really takes 30 ms, and
+  // the float32 input 20 ms: the trial finds the input 25% better than the incumbent's prior,
+  // within its spread, so the comparison is in doubt. Before, the device went back to device-only
+  // unmeasured, and the next trial the same, four times.
+  const model = predictAll(M, estimates(), THROUGHPUT);
+  const truth: Record<string, number> = Object.fromEntries(model.map((p) => [p.id, 50]));
+  truth["c3-f32"] = 30;
+  truth["c0-f32"] = 20;
+  const s = { ...initPlanner(estimates().link.epoch), current: "c3-f32", tried: { "c0-b8-zstd": 0, "c0-b4-zstd": 0, "c1-b4-zstd": 0 } };
+  const r = simulate(truth, 120, { state: s, noise: 0.1 });
+  const decisions = r.choices.map((c) => `${c.decision} ${c.id}`);
+  const trialOf = decisions.indexOf("trial c0-f32");
+  assert.ok(trialOf >= 0, `the float32 input is tried: ${decisions.slice(0, 3).join("; ")}`);
+  const remeasure = r.choices.find((c) => c.decision === "trial" && c.id === "c3-f32");
+  assert.ok(remeasure, `device-only is measured after the trial: ${[...new Set(decisions)].join("; ")}`);
+  assert.match(remeasure!.reason, /c3-f32 is not measured on this link: measuring it/);
+  assert.is(r.last.id, "c0-f32", r.last.reason);
+  assert.ok(r.state.trials === 1, `one trial, not one after another: ${r.state.trials}`);
+});
+
+test("planner: a trial that measures itself far worse than the incumbent ends early, not after its full length", () => {
+  // The incumbent (the 8-bit input) is measured; the 4-bit input, which the model likes, really
+  // takes 20x longer than the incumbent (an image codec whose encode the profile got wrong, say). With a trial of 30
+  // inferences it ends after its first measurement (one sample per plan here), back to the incumbent.
+  const model = predictAll(M, estimates(), THROUGHPUT);
+  const truth: Record<string, number> = Object.fromEntries(model.map((p) => [p.id, 5]));
+  truth["c0-b8-zstd"] = 4.0;
+  truth["c0-b4-zstd"] = 80;
+  let s = { ...initPlanner(estimates().link.epoch), current: "c0-b8-zstd", tried: { "c0-f32": 0, "c1-b4-zstd": 0, "c3-f32": 0 } };
+  for (let i = 0; i < 16; i++) s = { ...s, tracker: recordInterval(s.tracker, "c0-b8-zstd", true, 4.0, 4.0) };
+  const run = (zEarlyEnd: number) => {
+    const random = rng(SEED + 5);
+    let st: PlannerState = s;
+    const ids: string[] = [];
+    let reason = "";
+    for (let i = 0; i < 60; i++) {
+      const r = plan(M, estimates(), THROUGHPUT, st, { ...OPTIONS, trialLength: 30, zEarlyEnd });
+      st = r.state;
+      ids.push(r.choice.id);
+      if (r.choice.decision === "trial-end") reason ||= r.choice.reason;
+      const ms = truth[r.choice.id]! * Math.exp(0.05 * (2 * random() - 1));
+      st = { ...st, tracker: recordInterval(st.tracker, r.choice.id, true, ms, r.choice.predicted.stageIntervalMs) };
+    }
+    return { ran: ids.filter((id) => id === "c0-b4-zstd").length, last: ids[ids.length - 1], reason };
+  };
+  const early = run(2);
+  assert.ok(early.ran >= 1 && early.ran <= 3, `the trial ran ${early.ran} inferences`);
+  assert.match(early.reason, /ended early/);
+  assert.is(early.last, "c0-b8-zstd");
+  // Without the early end (an impossible bound), the same trial runs its full length.
+  assert.is(run(1e9).ran, 30);
+  // A record from before the trial (an earlier trial's, aged) is not the trial's measurement: with
+  // no sample of its own yet, the trial goes on.
+  let old = s.tracker;
+  for (let i = 0; i < 2; i++) old = recordInterval(old, "c0-b4-zstd", true, 80, 1.0);
+  const st: PlannerState = { ...s, tracker: { ...old, inferences: 50 } };
+  const first = plan(M, estimates(), THROUGHPUT, st, { ...OPTIONS, trialLength: 30, minSamples: 3 });
+  assert.is(first.choice.decision, "trial", first.choice.reason);
+  const second = plan(M, estimates(), THROUGHPUT, first.state, { ...OPTIONS, trialLength: 30, minSamples: 3 });
+  assert.is(second.choice.decision, "trial", `no sample of its own yet: ${second.choice.reason}`);
+});
+
+test("planner: a load that slows everything down does not send the device chasing old numbers from variant to variant", () => {
+  // Two input variants measured alike at the start (1 ms a dispatch); then the machine gets
+  // busier and everything slows by 0.5% a plan. The running one's numbers are from now, the
+  // other's from before: compared raw, the other looks better every few hundred plans.
+  const model = predictAll(M, estimates(), THROUGHPUT);
+  const base: Record<string, number> = Object.fromEntries(model.map((p) => [p.id, 5]));
+  base["c0-b8-zstd"] = 1.0;
+  base["c0-b4-zstd"] = 1.0;
+  const random = rng(SEED + 7);
+  let s: PlannerState = { ...initPlanner(estimates().link.epoch), current: "c0-b4-zstd", tried: { "c0-f32": 0, "c1-b4-zstd": 0, "c3-f32": 0 } };
+  for (let i = 0; i < 16; i++) for (const id of ["c0-b8-zstd", "c0-b4-zstd"]) s = { ...s, tracker: recordRun(recordInterval(s.tracker, id, true, base[id]!, 1.0), { id, sends: true, predicted: { deviceMs: 0, linkMs: 0, cloudMs: 0 } }) };
+  const ids: string[] = [];
+  for (let i = 0; i < 600; i++) {
+    const r = plan(M, estimates(), THROUGHPUT, s, OPTIONS);
+    s = r.state;
+    ids.push(r.choice.id);
+    const ms = base[r.choice.id]! * Math.exp(0.005 * Math.min(i, 300)) * Math.exp(0.05 * (2 * random() - 1));
+    s = { ...s, tracker: recordRun(recordInterval(s.tracker, r.choice.id, true, ms, r.choice.predicted.stageIntervalMs), { id: r.choice.id, sends: true, predicted: { deviceMs: 0, linkMs: 0, cloudMs: 0 } }) };
+  }
+  const switches = ids.slice(1).filter((id, i) => id !== ids[i]).length;
+  assert.ok(switches <= 2 * 4, `${switches} switches while everything slowed down alike (trials ${s.trials})`);
+});
+
+test("planner: no variant meets a throughput SLO: least cloud by default, the most throughput with bestEffort closest", () => {
+  const policy: Policy = { name: "dyno", objective: "cloud-cost", pipelineDepth: 15, throughputSloPerS: 1e6 };
+  const e = estimates();
+  const byObjective = plan(M, e, policy, initPlanner(e.link.epoch), OPTIONS).choice;
+  assert.is(byObjective.id, "c3-f32", byObjective.reason);
+  const closest = plan(M, e, { ...policy, bestEffort: "closest" }, initPlanner(e.link.epoch), OPTIONS).choice;
+  const fastest = predictAll(M, e, THROUGHPUT).reduce((a, b) => (a.throughputPerS >= b.throughputPerS ? a : b));
+  assert.is(closest.id, fastest.id, closest.reason);
+  assert.is(closest.feasible, false);
+  assert.match(closest.reason, /no variant meets the SLOs; the closest \(by throughput\)/);
+});
+
 test("planner: a stale link runs device-only until probed; the same link after the probe goes back, a new one is explored again", () => {
   const model = predictAll(M, estimates(), THROUGHPUT);
   const truth: Record<string, number> = Object.fromEntries(model.map((p) => [p.id, 1000 / p.throughputPerS]));

@@ -170,6 +170,12 @@ export function recordInterval(t: Tracker, id: string, sends: boolean, measuredM
   }));
 }
 
+/** Forgets what variant `id` measured end to end (a record too old to stand for it now); its errors stay. */
+export function forgetMeasured(t: Tracker, id: string): Tracker {
+  const r = t.records[id];
+  return r ? { ...t, records: { ...t.records, [id]: { ...r, measured: {} } } } : t;
+}
+
 /** The link changed (epoch = estimates.link.epoch): what the variants that send measured was on another link. */
 export function linkChanged(t: Tracker, epoch: number): Tracker {
   if (epoch === t.epoch) return t;
