@@ -197,4 +197,63 @@ test("estimators + scheduler: a bandwidth step re-plans within 3 inferences", ()
   assert.ok(ids.slice(4 + 2).every((id) => id === best1), `${ids.join(" ")} (best at 1 Mbit/s: ${best1})`);
 });
 
+
+test("observe: an RTT step from a stream's pings (busy) takes one sample more than one at a time", () => {
+  const up = (busy: boolean, n: number) => {
+    let e = initEstimates(M, { link: { bandwidthMbps: 100, rttMs: 10 } });
+    for (let i = 0; i < 4; i++) e = observe(e, { kind: "rtt", ms: 10, busy });
+    const changes = e.link.changes;
+    for (let i = 0; i < n; i++) e = observe(e, { kind: "rtt", ms: 40, busy });
+    return e.link.changes - changes;
+  };
+  assert.is(up(false, 2), 1, "two samples up: a step");
+  assert.is(up(true, 2), 0, "two late pings of a stream: no step yet");
+  assert.is(up(true, 3), 1, "three: a step");
+});
+
+test("link: a probe after an RTT step that finds the RTT back and only the bandwidth off needs a second probe to make a new epoch", () => {
+  const start = () => {
+    let s = initLink({ bandwidthMbps: 100, rttMs: 10 });
+    s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 10 });
+    for (let i = 0; i < 3; i++) s = updateLink(s, { rttMs: 10 });
+    s = updateLink(updateLink(s, { rttMs: 40 }), { rttMs: 42 });
+    assert.is(s.bandwidthStale, "link-change", "two late pings: an RTT step");
+    return s;
+  };
+  // The probe: RTT 10 ms as before, 40 Mbit/s (a loaded machine's slow serialisation). Not yet.
+  let s = start();
+  const epoch = s.epoch;
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 25 });
+  assert.is(s.bandwidthStale, "link-change", "still stale: one more probe");
+  assert.is(s.epoch, epoch);
+  // The second finds 100 Mbit/s again: the same link.
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 10 });
+  assert.is(s.bandwidthStale, undefined);
+  assert.is(s.epoch, epoch, "the same link: no new epoch");
+  // Both probes at 40 Mbit/s: another link.
+  s = start();
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 25 });
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 24 });
+  assert.is(s.bandwidthStale, undefined);
+  assert.is(s.epoch, epoch + 1, "confirmed: a new epoch");
+  // An RTT that moved is confirmed by the one probe.
+  s = start();
+  s = updateLink(s, { probe: true, rttMs: 40, bytes: 125_000, serialMs: 10 });
+  assert.is(s.epoch, epoch + 1);
+});
+
+test("link: a routine probe that finds another bandwidth takes its RTT too: the pings after it make no second link change", () => {
+  let s = initLink({ bandwidthMbps: 100, rttMs: 10 });
+  s = updateLink(s, { probe: true, rttMs: 10, bytes: 125_000, serialMs: 10 });
+  for (let i = 0; i < 3; i++) s = updateLink(s, { rttMs: 10 });
+  const epoch = s.epoch;
+  // 3G now: the probe takes 500 ms to serialise 125 kB and its ping 100 ms.
+  s = updateLink(s, { probe: true, rttMs: 100, bytes: 125_000, serialMs: 500 });
+  assert.is(s.epoch, epoch + 1);
+  assert.is(s.rttMs, 100);
+  for (let i = 0; i < 4; i++) s = updateLink(s, { rttMs: 101 });
+  assert.is(s.epoch, epoch + 1, "the RTT the probe found is no second change");
+  assert.is(s.bandwidthStale, undefined);
+});
+
 test.run();

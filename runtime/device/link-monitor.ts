@@ -132,13 +132,16 @@ export class LinkMonitor {
     // bandwidth would make it a wrong RTT).
     const wait = Math.max(0, this.uplinkBusy - performance.now());
     const trusted = wait <= MAX_PING_WAIT * this.host.estimates().link.rttMs;
+    // A stream's pings share the device's event loop and the link with its requests: on a loaded
+    // machine two in a row came back late every few seconds. Their step takes one sample more.
+    const busy = this.onLink > 0;
     cloud.ping().then(
       (ms) => {
         this.pinging = false;
         // While a probe runs it measures the RTT on a quiet link; a ping now was taken behind a
         // queue estimated at the old link's rate.
         if (first || !trusted || this.probing) return;
-        this.host.observe({ kind: "rtt", ms: Math.max(0, ms - wait) });
+        this.host.observe({ kind: "rtt", ms: Math.max(0, ms - wait), busy });
         // A sample off the estimate is checked by another ping, one sample's length later: a
         // stall of the device or the server (a GC pause) delays pings sent during it, and is over
         // by then; a new path delays the next one too. A device with nothing on the link (one

@@ -49,6 +49,12 @@ export interface LinkEstimate {
   base?: { rttMs: number; bandwidthBps: number };
   /** What the latest confirmed change was, in words (for the planner's reasons). */
   change?: string;
+  /**
+   * A probe after an RTT step found the RTT back where it was and only the bandwidth off: a fast
+   * link's probe is a few ms of serialisation, which a loaded machine can double. The next probe
+   * (the estimate stays stale) confirms the bandwidth, or the link is the same one.
+   */
+  doubt?: number;
   /** The last RTT samples (ms), for the step detector; absent before the first. */
   recentRtt?: readonly number[];
   /**
@@ -157,12 +163,17 @@ export function probeBps(p: { bytes: number; serialMs: number }): number {
 
 function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): LinkEstimate {
   if (!(p.bytes > 0 && Number.isFinite(p.serialMs) && p.rttMs >= 0 && Number.isFinite(p.rttMs))) return state;
-  // A probe runs on a quiet link: when the estimate is stale its RTT replaces the old one outright
-  // (the pings that found the step were taken behind a queue estimated at the old link's rate).
-  const s = state.bandwidthStale !== undefined && state.rtts > 0
+  const far = (a: number, b: number, f: number) => a > b * f || a * f < b;
+  const bps = probeBps(p);
+  // A routine probe that finds another bandwidth: another link, whose RTT the probe measured too.
+  const routineMoved = state.bandwidthStale === undefined && far(bps, state.base?.bandwidthBps ?? state.bandwidthBps, o.confirmFactor);
+  // A probe runs on a quiet link: when the estimate is stale, or the link moved, its RTT replaces
+  // the old one outright (the pings that found the step were taken behind a queue estimated at
+  // the old link's rate; after a bandwidth step, pings would find the RTT's step later, and make
+  // it a second link change).
+  const s = (state.bandwidthStale !== undefined || routineMoved) && state.rtts > 0
     ? { ...state, rttMs: p.rttMs, rtts: state.rtts + 1, recentRtt: [], suspect: false }
     : updateRtt(state, p.rttMs, o);
-  const bps = probeBps(p);
   // A probe answers a stale estimate outright; a routine one replaces the window only when it
   // disagrees with it by changeFactor (the link changed without its RTT moving).
   const off = bps > s.bandwidthBps * o.changeFactor || bps * o.changeFactor < s.bandwidthBps;
@@ -171,13 +182,20 @@ function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): L
   // The epoch moves when the link is another one: a routine probe off the estimate, or a probe
   // after an RTT step that finds the bandwidth or the RTT off what they were before it.
   // (A probe of a fast link is noisy, ±40% at 100 Mbit/s: its bandwidth must be confirmFactor off.)
-  const far = (a: number, b: number, f: number) => a > b * f || a * f < b;
   // The link before the step: the one the step left behind, or, when this probe's own RTT made
   // the step (a suspect sample confirmed), the estimate it came in on.
   const stepped = state.bandwidthStale !== "link-change" && s.bandwidthStale === "link-change";
   const b = stepped ? { bandwidthBps: state.bandwidthBps, rttMs: state.rttMs } : state.before;
-  const confirmed = state.bandwidthStale === "link-change" || stepped
-    ? !b || far(bps, b.bandwidthBps, o.confirmFactor) || (far(p.rttMs, b.rttMs, o.changeFactor) && Math.abs(p.rttMs - b.rttMs) >= o.minStepMs)
+  const afterStep = state.bandwidthStale === "link-change" || stepped;
+  const rttMoved = !!b && far(p.rttMs, b.rttMs, o.changeFactor) && Math.abs(p.rttMs - b.rttMs) >= o.minStepMs;
+  const bwMoved = !!b && far(bps, b.bandwidthBps, o.confirmFactor);
+  // The bandwidth alone off, with the RTT back where it was: one more probe before it counts
+  // (unless this probe is that one: it must find the bandwidth off the same way).
+  if (afterStep && b && bwMoved && !rttMoved && state.doubt === undefined) {
+    return { ...s, bandwidthStale: "link-change", before: b, doubt: bps };
+  }
+  const confirmed = afterStep
+    ? !b || rttMoved || (bwMoved && (state.doubt === undefined || far(state.doubt, b.bandwidthBps, o.confirmFactor) && (state.doubt > b.bandwidthBps) === (bps > b.bandwidthBps)))
     : state.bandwidthStale === undefined && far(bps, state.base?.bandwidthBps ?? state.bandwidthBps, o.confirmFactor);
   // The prober sizes and repeats probes until one is long enough to time (client side); each
   // one answers the staleness.
@@ -188,7 +206,7 @@ function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): L
   const bandwidthBps = harmonic(recent);
   // A probe (re)sets the epoch's reference when the link was stale or moved, and keeps it otherwise.
   const base = !state.base || state.bandwidthStale !== undefined || confirmed ? { rttMs: s.rttMs, bandwidthBps } : state.base;
-  return { ...s, recent, bandwidthBps, transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), epoch: s.epoch + (confirmed ? 1 : 0), change, bandwidthStale: undefined, before: undefined, base };
+  return { ...s, recent, bandwidthBps, transfers: s.transfers + 1, changes: s.changes + (reset ? 1 : 0), epoch: s.epoch + (confirmed ? 1 : 0), change, bandwidthStale: undefined, before: undefined, base, doubt: undefined };
 }
 
 export function updateLink(state: LinkEstimate, sample: LinkSample, options: Partial<LinkOptions> = {}): LinkEstimate {
@@ -387,7 +405,8 @@ export function updateCodec(r: RoleEstimate, variantId: string, ms: number, alph
 /** One measurement the device client (or the server, reporting back) made. */
 export type Observation =
   | { kind: "transfer"; bytes: number; seconds: number; serialMs?: number }
-  | { kind: "rtt"; ms: number }
+  /** `busy`: taken while this device had requests on the link (a stream): a step then takes one sample more. */
+  | { kind: "rtt"; ms: number; busy?: boolean }
   | { kind: "probe"; rttMs: number; bytes: number; serialMs: number }
   | { kind: "device" | "cloud"; from: number; to: number; ms: number }
   | { kind: "encode" | "decode"; variant: string; ms: number }
@@ -396,7 +415,7 @@ export type Observation =
 function observeOne(e: Estimates, o: Observation): Estimates {
   switch (o.kind) {
     case "transfer": return { ...e, link: updateLink(e.link, o, e.linkOptions) };
-    case "rtt": return { ...e, link: updateLink(e.link, { rttMs: o.ms }, e.linkOptions) };
+    case "rtt": return { ...e, link: updateLink(e.link, { rttMs: o.ms }, o.busy ? { ...e.linkOptions, upSamples: e.linkOptions.upSamples + 1 } : e.linkOptions) };
     case "probe": return { ...e, link: updateLink(e.link, { probe: true, rttMs: o.rttMs, bytes: o.bytes, serialMs: o.serialMs }, e.linkOptions) };
     case "device": return { ...e, device: updateCompute(e.device, o, e.alpha) };
     case "cloud": return { ...e, cloud: updateCompute(e.cloud, o, e.alpha) };
