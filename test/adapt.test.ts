@@ -152,6 +152,7 @@ adapt("after each link step the choice settles within 3 inferences within 5% of 
       }
       rows.push(`  choices after the step: ${runs.map((r, i) => `#${i + 1} ${r.variant} ${r.timings.totalMs.toFixed(0)} ms`).join(", ")}`);
       rows.push(`  #${SETTLE}: ${runs[SETTLE - 1]!.choice.reason}`);
+      for (const [i, r] of runs.entries()) if (i >= SETTLE && r.variant !== runs[i - 1]!.variant) rows.push(`  #${i + 1}: ${r.choice.reason}`);
     }
   } finally {
     await probe.close();

@@ -66,7 +66,8 @@ export interface DeviceOptions {
   /** Run this variant every time (a manifest id, "device-only" or "cloud-only"): no scheduling. */
   variant?: string;
   objective?: Objective;
-  slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number };
+  /** SLOs; `bestEffort` when no variant meets them: the best by the objective (default) or the closest to them. */
+  slo?: { latencyMs?: number; throughputPerS?: number; maxAccuracyDrop?: number; bestEffort?: "objective" | "closest" };
   /** The planner's confidence bound and trial budget (runtime/plan/planner.ts PLANNER_DEFAULTS). */
   planner?: Partial<PlannerOptions>;
   /**
@@ -200,7 +201,10 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const fits = (p: Profile | null | undefined): p is Profile => !!p && p.backend === backendLabel(exec) && p.segments.length === m.segments.length && p.machine.cpu === exec.backend.machine().cpu;
     const mine = fits(cached) ? cached : await measureProfile(exec, tensor(new Float32Array(inputSize)));
     if (mine !== cached) await cache?.set(key, mine).catch(() => {});
-    planning = { ...m, profiles: [mine, ...m.profiles.filter((p) => p.role !== "device")] };
+    // Segment times are this device's; codec times stay the bundle's (the codec table of a profile
+    // cached before a recompile added variants, the image codecs, say, lacks them: they planned at 0 ms).
+    const bundled = m.profiles.find((p) => p.role === "device")?.codec ?? {};
+    planning = { ...m, profiles: [{ ...mine, codec: { ...mine.codec, ...bundled } }, ...m.profiles.filter((p) => p.role !== "device")] };
   }
   let estimates = initEstimates(planning, { link: options.link });
   // An emulated slow device starts from the bundle's device profile stretched by its factor;
@@ -246,6 +250,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     maxAccuracyDrop: options.slo?.maxAccuracyDrop,
     latencySloMs: options.slo?.latencyMs,
     throughputSloPerS: options.slo?.throughputPerS,
+    bestEffort: options.slo?.bestEffort,
     pipelineDepth: depthNow(),
     maxRequestBytes: maxPayload(),
   } as const);
@@ -255,7 +260,10 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // (a stream's blocks are noisier than one inference's latency); a latency sample is one inference.
   const plannerOptions = (): Partial<PlannerOptions> => (options.objective ?? "latency") === "throughput"
     ? { minSamples: 1.5, trialLength: 4 * depthNow(), trialGain: 0.1, ...options.planner }
-    : { minSamples: 3, trialLength: 3, ...options.planner };
+    // One at a time: a trial's 3 inferences are all the device gets to judge it by, and going back
+    // to an incumbent this link never measured would take 3 more to learn what it is: the trial's
+    // variant stays when it measured better than the incumbent's estimate at all.
+    : { minSamples: 3, trialLength: 3, zTrialEnd: 0, ...options.planner };
 
   const scheduleProbe = () => {
     if (probeTimer || closed || !cloud) return;
@@ -362,10 +370,10 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     if (connecting) await connecting;
     connecting = null;
     // A stale bandwidth estimate (first inference, the link changed, or not timed for a while) is
-    // measured in the background; one inference at a time waits for it (a stream runs
-    // device-only meanwhile: the planner does not plan with a stale estimate).
+    // measured in the background; one inference at a time waits for it, whatever made it stale
+    // (a stream runs device-only meanwhile: the planner does not plan with a stale estimate).
     const probing = pinned === undefined ? links.maybeProbe() ?? (streaming ? null : links.checkSuspect()) : null;
-    if (probing && !streaming && (estimates.link.bandwidthStale !== undefined || estimates.link.suspect)) await probing;
+    if (probing && !streaming && (links.why() !== undefined || estimates.link.suspect)) await probing;
     // The inference's own time starts here: connecting and probing are the link's business.
     const t0 = performance.now();
     let choice = planNext(pinned);
