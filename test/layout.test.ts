@@ -36,7 +36,7 @@ export const RULES: Rule[] = [
   { layer: "runtime/web/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/device/", "kernels/"], packages: ["onnxruntime-web"], typePackages: ["onnxruntime-common"] },
   { layer: "runtime/emu/", may: ["runtime/common/", "runtime/node/waker.ts"], packages: ["node:", ...BROWSER_SAFE] },
   { layer: "runtime/node/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/device/", "kernels/"], packages: ["node:", "onnxruntime-node", "ws", "sharp"], typePackages: ["onnxruntime-common"] },
-  { layer: "runtime/cloud/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/node/", "kernels/"], packages: ["node:", "onnxruntime-node", "ws", "tsx", "sharp"] },
+  { layer: "runtime/cloud/", may: ["runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/node/", "kernels/"], packages: ["node:", "onnxruntime-node", "ws", "tsx", "sharp", ...BROWSER_SAFE] },
   { layer: "kernels/", may: [], packages: KERNEL_PACKAGES, dynamic: ["node:fs"] },
   { layer: "compiler/bundler/", may: ["compiler/", "runtime/common/", "runtime/plan/", "runtime/exec/", "runtime/node/", "kernels/"], packages: ["node:", "onnxruntime-node", "sharp"] },
   { layer: "compiler/", may: ["runtime/common/", "kernels/"], packages: ["node:", "onnxruntime-node", "protobufjs"] },

@@ -17,7 +17,7 @@ import type { EdgeConfig } from "../../runtime/cloud/worker-pool.js";
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--profile-runs N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-json-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--profile-runs N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
   help: [
     `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
     `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
@@ -30,6 +30,8 @@ export const serve: Command = {
     "                                 0: live times only)",
     "  --max-body BYTES               largest request message (default: the bundle's largest request + 25%,",
     "                                 at least 1 MiB); over it: 413 / WS close 1009",
+    "  --max-json-body BYTES          largest KServe v2 infer body, JSON tensors included, and decompressed",
+    "                                 (default: 8x --max-body); over it: 413",
     `  --max-inflight N               requests in flight in the server (default ${SERVE_DEFAULTS.maxInflight}); over it: 429`,
     `  --max-inflight-per-client N    per WebSocket connection or HTTP remote address (default ${SERVE_DEFAULTS.maxInflightPerClient})`,
     "  --max-inflight-per-address N   per remote address over all its connections (default: 2x per client)",
@@ -74,6 +76,7 @@ export const serve: Command = {
     port: { type: "string" },
     "token-file": { type: "string" },
     "max-body": { type: "string" },
+    "max-json-body": { type: "string" },
     "max-inflight": { type: "string" },
     "max-inflight-per-client": { type: "string" },
     "max-inflight-per-address": { type: "string" },
@@ -140,7 +143,7 @@ export const serve: Command = {
       return buildEdgeTiles(bundle, { from: Number(spec), to: forwardVariant().cut, grid });
     };
     if (role === "edge-worker") {
-      const other = ["max-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "profile-runs", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
+      const other = ["max-body", "max-json-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "profile-runs", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
       if (other) throw new UsageError(`--${other} goes with --role cloud or edge (an edge worker takes --host, --port, --token-file, --threads, --max-connections and its tile flags)`);
       const tiles = await tileSet();
       const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, slowdown, maxConnections: int("max-connections", 1), threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
@@ -197,6 +200,7 @@ export const serve: Command = {
       port: int("port", 0),
       token,
       maxBody: int("max-body", 1),
+      maxJsonBody: int("max-json-body", 1),
       maxInflight: int("max-inflight", 1),
       maxInflightPerClient: int("max-inflight-per-client", 1),
       maxInflightPerAddress: int("max-inflight-per-address", 1),

@@ -4,6 +4,7 @@
 //   WS   /v1/ws             binary protocol frames (runtime/common/protocol.ts), pipelined, out of order
 //   POST /v1/infer          one request frame in, one response frame out; status from the kind
 //   GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/ready]   KServe v2 (JSON)
+//   POST /v2/models/NAME[/versions/V]/infer, /v2/repository/index          KServe v2 inference (./kserve.ts)
 //   GET  /metrics           Prometheus text
 //
 // A request's way through:
@@ -57,6 +58,7 @@ import {
 } from "../common/protocol.js";
 import { WorkerPayloadError, WorkerPool, type EdgeConfig, type PoolStats } from "./worker-pool.js";
 import { refuseHttp, refuseWebSocket } from "./ws-refuse.js";
+import { cutMetadata, decodeContent, encodeContent, encodeInferResponse, HEADER_LENGTH, KSERVE_EXTENSIONS, kserveModels, parseInfer, responseEncoding } from "./kserve.js";
 
 export const WS_PATH = "/v1/ws";
 export const INFER_PATH = "/v1/infer";
@@ -122,6 +124,8 @@ export interface ServeOptions {
   token?: string;
   /** Largest request message in bytes (HTTP body, WebSocket message); default: defaultMaxBody. */
   maxBody?: number;
+  /** Largest KServe v2 infer body in bytes, JSON text included, and decompressed (default: 8x maxBody: a float32 in JSON text takes up to 16 bytes). */
+  maxJsonBody?: number;
   /** Requests admitted at once in the whole server. */
   maxInflight?: number;
   /** Requests admitted at once per WebSocket connection, and per remote address over HTTP. */
@@ -262,10 +266,11 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     maxBody: defaultMaxBody(manifest),
     wsSendBufferBytes: defaultWsSendBuffer(manifest),
     maxInflightPerAddress: 2 * (given.maxInflightPerClient ?? SERVE_DEFAULTS.maxInflightPerClient),
+    maxJsonBody: 8 * (given.maxBody ?? defaultMaxBody(manifest)),
     ...given,
   };
   const positive = {
-    maxBody: o.maxBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress,
+    maxBody: o.maxBody, maxJsonBody: o.maxJsonBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress,
     timeoutMs: o.timeoutMs, threads: o.threads, workers: o.workers, maxConnections: o.maxConnections, heartbeatMs: o.heartbeatMs,
     wsSendBufferBytes: o.wsSendBufferBytes, headersTimeoutMs: o.headersTimeoutMs, requestTimeoutMs: o.requestTimeoutMs,
     keepAliveTimeoutMs: o.keepAliveTimeoutMs, logBurst: o.logBurst, logIntervalMs: o.logIntervalMs,
@@ -499,29 +504,141 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       if (req.method !== "POST") return methodNotAllowed(res, "POST");
       return inferHttp(req, res);
     }
+    if (path === "/v2/repository/index") {
+      if (req.method !== "POST") return methodNotAllowed(res, "POST");
+      return repositoryIndex(req, res);
+    }
+    const im = path.match(/^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?\/infer$/);
+    if (im) {
+      if (req.method !== "POST") return methodNotAllowed(res, "POST");
+      return inferKServe(req, res, im[1]!, im[2]);
+    }
     const known = path === "/v2" || path === "/metrics" || path.startsWith("/v2/models/");
     if (!known && options.routes && (await options.routes(req, res))) return;
-    if (!known) return json(res, 404, { error: `no route ${req.method} ${path} (routes: POST ${INFER_PATH}, WS ${WS_PATH}, GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /metrics)` });
+    if (!known) return json(res, 404, { error: `no route ${req.method} ${path} (routes: POST ${INFER_PATH}, WS ${WS_PATH}, GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/ready], POST /v2/models/NAME/infer, POST /v2/repository/index, GET /metrics)` });
     if (!get(req, res)) return;
     if (!authorized(bearerOf(req))) return unauthorizedJson(res);
     if (path === "/metrics") {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
       return void res.end(registry.render());
     }
-    if (path === "/v2") return json(res, 200, { name: "dyno", version: o.version ?? manifest.dyno, extensions: [`dyno-binary-v${PROTOCOL_VERSION}`], ...(options.edge ? { role: "edge", forward: options.edge.forward, ...(options.edge.tiles ? { tiles: { set: options.edge.tiles.set.id, grid: options.edge.tiles.set.grid, from: options.edge.tiles.set.from, workers: options.edge.tiles.workers } } : {}) } : {}) });
+    if (path === "/v2") return json(res, 200, { name: "dyno", version: o.version ?? manifest.dyno, extensions: [...KSERVE_EXTENSIONS, `dyno-binary-v${PROTOCOL_VERSION}`], ...(options.edge ? { role: "edge", forward: options.edge.forward, ...(options.edge.tiles ? { tiles: { set: options.edge.tiles.set.id, grid: options.edge.tiles.set.grid, from: options.edge.tiles.set.from, workers: options.edge.tiles.workers } } : {}) } : {}) });
     const mm = path.match(/^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready)?$/);
+    const k = mm ? kmodel(mm[1]!, mm[2]) : unknownModel(path);
+    if ("error" in k) return json(res, 404, k);
+    if (mm![3]) return json(res, ready() ? 200 : 503, { name: k.name, ready: ready() });
+    return json(res, 200, k.cut.kind === "input" ? modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null) : cutMetadata(manifest, k));
+  };
+
+  // --- KServe v2 inference (./kserve.ts) -----------------------------------------------------
+
+  const kmodels = kserveModels(manifest);
+  const unknownModel = (name: string) => ({ error: `unknown model "${escapeLogText(name)}": this server hosts ${kmodels.map((k) => `"${k.name}"`).join(", ")} (version ${id16})` });
+  /** A model by its URL-encoded name and optional version, or the 404 body. */
+  const kmodel = (encoded: string, version: string | undefined) => {
     let name: string | null = null;
     try {
-      name = mm ? decodeURIComponent(mm[1]!) : null;
+      name = decodeURIComponent(encoded);
     } catch {
       /* a bad %-escape names no model */
     }
-    if (!mm || name !== manifest.model.name || (mm[2] !== undefined && mm[2] !== id16)) {
-      return json(res, 404, { error: `unknown model "${name ?? path}": this server hosts "${manifest.model.name}" (version ${id16})` });
-    }
-    if (mm[3]) return json(res, ready() ? 200 : 503, { name: manifest.model.name, ready: ready() });
-    return json(res, 200, modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null));
+    const k = kmodels.find((x) => x.name === name);
+    if (!k || (version !== undefined && version !== id16)) return unknownModel(name ?? encoded);
+    return k;
   };
+
+  const repositoryIndex = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!authorized(bearerOf(req))) return unauthorizedJson(res);
+    const body = await readBody(req, 64 * 1024);
+    if (body === null) return;
+    if (body === "too-large") return json(res, 413, { error: "a repository index request is at most 64 KiB" });
+    let onlyReady = false;
+    if (body.length > 0) {
+      let r: unknown;
+      try {
+        r = JSON.parse(new TextDecoder().decode(body));
+      } catch {
+        return json(res, 400, { error: "the repository index request is not JSON" });
+      }
+      const ready = (r as { ready?: unknown } | null)?.ready;
+      if (typeof r !== "object" || r === null || Array.isArray(r) || (ready !== undefined && typeof ready !== "boolean")) return json(res, 400, { error: 'a repository index request is {"ready": true|false} or empty' });
+      onlyReady = ready === true;
+    }
+    const up = ready();
+    if (onlyReady && !up) return json(res, 200, []);
+    return json(res, 200, kmodels.map((k) => ({ name: k.name, version: id16, state: up ? "READY" : "UNAVAILABLE", ...(up ? {} : { reason: draining ? "the server is shutting down" : "not ready" }) })));
+  };
+
+  const inferKServe = async (req: http.IncomingMessage, res: http.ServerResponse, encoded: string, version: string | undefined) => {
+    const remote = req.socket.remoteAddress ?? "?";
+    const fail = (kind: ErrorKind, message: string, extra: Record<string, string> = {}, close = false) => {
+      m.requests.add({ transport: "kserve", status: kind });
+      m.errors.add({ kind });
+      log(`${kind} requests`, remote, `dyno serve: kserve ${remote}: ${kind}: ${message}`);
+      const bytes = new TextEncoder().encode(JSON.stringify({ error: message }));
+      res.writeHead(ERROR_STATUS[kind], {
+        "Content-Type": "application/json", "Content-Length": bytes.length,
+        ...(kind === "unauthorized" ? { "WWW-Authenticate": 'Bearer realm="dyno"' } : {}),
+        ...(close || draining ? { Connection: "close" } : {}),
+        ...extra,
+      });
+      res.end(bytes);
+    };
+    const k = kmodel(encoded, version);
+    if ("error" in k) return fail("unknown-variant", k.error, {}, true);
+    if (!authorized(bearerOf(req))) return fail("unauthorized", "missing or wrong bearer token (send Authorization: Bearer <token>)", {}, true);
+    const encoding = req.headers["content-encoding"];
+    if (encoding !== undefined && !["", "identity", "gzip", "deflate"].includes(encoding.trim().toLowerCase())) {
+      // Triton answers this with 501; 415 is HTTP's own status for it. Either way: what it takes.
+      m.requests.add({ transport: "kserve", status: "bad-request" });
+      res.writeHead(415, { "Content-Type": "application/json", "Accept-Encoding": "gzip, deflate", Connection: "close" });
+      return void res.end(JSON.stringify({ error: `unsupported Content-Encoding "${escapeLogText(encoding)}" (gzip, deflate or identity)` }));
+    }
+    const raw = await readBody(req, o.maxJsonBody);
+    if (raw === "too-large") return fail("too-large", `request body over the limit of ${o.maxJsonBody} bytes (--max-json-body)`, {}, true);
+    if (raw === null) return;
+    m.bytesIn.add({ transport: "kserve" }, raw.length);
+    const arrived = performance.now();
+    const client = { key: `http ${remote}`, remote };
+    const id = ++kserveIds;
+    let release: (() => void) | null = null;
+    let handedOver = false;
+    try {
+      if (draining) throw new ProtocolError("unavailable", "server is shutting down", id);
+      const body = decodeContent(raw, encoding, o.maxJsonBody)!;
+      const lengthHeader = req.headers[HEADER_LENGTH];
+      const headerLength = lengthHeader === undefined ? undefined : /^\d+$/.test(String(lengthHeader).trim()) ? Number(lengthHeader) : NaN;
+      if (Number.isNaN(headerLength)) throw new ProtocolError("bad-request", `Inference-Header-Content-Length "${escapeLogText(String(lengthHeader))}" is not a byte count`);
+      const parsed = parseInfer(manifest, k, body, headerLength, id);
+      release = admit(client, id);
+      const valid = validateRequest(manifest, parsed.request);
+      m.variants.add({ variant: valid.variant.id });
+      handedOver = true;
+      const r = await run(valid, client, arrived, release);
+      const timing: ServerTiming = { ...r.timing, totalMs: performance.now() - arrived };
+      m.cloud.observe(timing.cloudMs / 1000);
+      m.requests.add({ transport: "kserve", status: "ok" });
+      const out = encodeInferResponse(k, id16, parsed, r.outputs, {
+        dyno_variant: valid.variant.id, dyno_queue_ms: timing.queueMs, dyno_decode_ms: timing.decodeMs, dyno_cloud_ms: timing.cloudMs, dyno_total_ms: timing.totalMs,
+      });
+      const enc = out.body.length >= 1024 ? responseEncoding(req.headers["accept-encoding"]) : "identity";
+      const sent = encodeContent(out.body, enc);
+      if (res.destroyed) return;
+      res.writeHead(200, {
+        "Content-Type": out.headerLength === undefined ? "application/json" : "application/octet-stream",
+        "Content-Length": sent.length,
+        ...(out.headerLength !== undefined ? { "Inference-Header-Content-Length": out.headerLength } : {}),
+        ...(enc !== "identity" ? { "Content-Encoding": enc } : {}),
+        ...(draining ? { Connection: "close" } : {}),
+      });
+      res.end(sent);
+    } catch (e) {
+      if (!handedOver) release?.();
+      const err = asProtocolError(e, id);
+      if (!res.destroyed) fail(err.kind, err.message);
+    }
+  };
+  let kserveIds = 0;
 
   const get = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
     if (req.method === "GET" || req.method === "HEAD") return true;
