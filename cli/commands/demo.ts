@@ -76,9 +76,13 @@ export const demo: Command = {
       // runs a variant 25% faster after 10-15 s than in its first 3 s (V8 tiers its JavaScript and
       // the WebAssembly kernels up as they run hot), which would fall on the trace's first step and
       // nowhere else. Every input variant of the bundle streams for a while first.
-      console.log(`warming up (every input variant streams for ${Math.min(0.5, stepSeconds / 20).toFixed(2)} s: this process compiles its hot paths) ...`);
+      // The oracle's trace runs last, in a process hot from everything before it: dyno streams
+      // a while too (the planner's paths), so that its trace does not pay for the warm-up alone.
+      const dynoWarm = Math.min(3, stepSeconds * 0.3);
+      console.log(`warming up (every input variant streams for ${Math.min(0.5, stepSeconds / 20).toFixed(2)} s, then dyno for ${dynoWarm.toFixed(1)} s: this process compiles its hot paths) ...`);
       link.setShape("wifi");
       await warmUp(m, (variant) => open({ variant })(), input, Math.min(0.5, stepSeconds / 20));
+      await measure(open({ policy: "dyno" }), input, dynoWarm);
       link.setShape(trace);
 
       // 4. dyno over the trace: a line whenever the link or the planned variant changes.
@@ -89,11 +93,13 @@ export const demo: Command = {
       let lastStep = "";
       // Results come back out of order (a device-only one overtakes those on the link): the
       // lines follow the order the inferences were planned in.
-      const pending = new Map<number, { r: Inference; ms: number; step: string }>();
+      const pending = new Map<number, { r: Inference; ms: number; step: string; change?: string }>();
+      let epoch = device.estimates.link.epoch;
       let next = 0;
       const perStep = presets.map(() => ({ done: 0, switches: 0, trials: 0, variants: {} as Record<string, number> }));
       const stepIndex = (name: string) => Math.max(0, presets.indexOf(name));
-      const line = (r: Inference, i: number, ms: number, step: string) => {
+      const line = (r: Inference, i: number, ms: number, step: string, change?: string) => {
+        if (change) console.log(`  t=${(ms / 1000).toFixed(1).padStart(5)}s  #${String(i).padStart(5)}  link ${step.padEnd(4)}  the device's estimate: another link (${change})`);
         const k = perStep[stepIndex(step)]!;
         k.done++;
         k.variants[r.variant] = (k.variants[r.variant] ?? 0) + 1;
@@ -108,10 +114,13 @@ export const demo: Command = {
         durationMs: stepSeconds * presets.length * 1000,
         label,
         onResult: (r, i, ms) => {
-          pending.set(i, { r, ms, step: link.current().name ?? "" });
+          const l = device.estimates.link;
+          const change = l.epoch !== epoch ? l.change ?? "a probe" : undefined;
+          epoch = l.epoch;
+          pending.set(i, { r, ms, step: link.current().name ?? "", change });
           for (let p = pending.get(next); p; p = pending.get(next)) {
             pending.delete(next);
-            line(p.r, next++, p.ms, p.step);
+            line(p.r, next++, p.ms, p.step, p.change);
           }
         },
       });

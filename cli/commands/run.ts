@@ -19,7 +19,8 @@ export const run: Command = {
   help: [
     "  --cloud URL                 the server (http://host:port) started with dyno serve",
     "  --objective O               latency | throughput | cloud-cost | bytes | energy (default latency)",
-    "  --policy P                  dyno (default) | device-only | cloud-only | cloud-only-u8 | neurosurgeon | jalad",
+    "  --policy P                  dyno (default) | device-only | cloud-only | cloud-only-u8 | cloud-only-jpeg |",
+    "                              cloud-only-webp | neurosurgeon | jalad",
     "  --variant ID                run this variant every time (an id of the manifest, e.g. c0-b8-zstd, or device-only), no scheduling",
     "  --max-accuracy-drop PP      offer only variants within PP percentage points (default: the bundle's)",
     "  --latency-slo MS, --throughput-slo N   service-level objectives",
