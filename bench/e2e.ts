@@ -34,7 +34,7 @@ import { isImageCodec, perSampleDims, type Manifest } from "../runtime/common/ma
 import { quantile } from "../runtime/common/stats.js";
 import { startServer } from "../runtime/cloud/server.js";
 import type { Device, Inference } from "../runtime/device/device.js";
-import { runStream, type RunSummary } from "../runtime/device/run.js";
+import { inPlanOrder, runStream, type RunSummary } from "../runtime/device/run.js";
 import { PRESETS, startLink, type LinkTrace } from "../runtime/emu/link.js";
 import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { createDevice } from "../runtime/node/device.js";
@@ -215,10 +215,7 @@ try {
       link.setShape(trace);
       const d = await open({ policy: "dyno", objective: "throughput" })();
       let last = "";
-      // Results come back out of order (a device-only one overtakes those still on the link):
-      // switches are counted in the order the inferences were planned in, as the demo does.
-      const pending = new Map<number, { r: Inference; ms: number; k: number }>();
-      let next = 0;
+      // Switches are counted in the order the inferences were planned in, as the demo does.
       const count = (r: Inference, ms: number, k: number) => {
         done[k]!++;
         if (r.choice.id !== last) {
@@ -228,17 +225,12 @@ try {
           last = r.choice.id;
         }
       };
+      const ordered = inPlanOrder<{ r: Inference; ms: number; k: number }>((p) => count(p.r, p.ms, p.k));
       await runStream(d, input, {
         durationMs: traceSeconds * order.length * 1000,
-        onResult: (r: Inference, i, ms) => {
-          pending.set(i, { r, ms, k: stepOf() });
-          for (let p = pending.get(next); p; p = pending.get(next)) {
-            pending.delete(next++);
-            count(p.r, p.ms, p.k);
-          }
-        },
+        onResult: (r: Inference, i, ms) => ordered.add(i, { r, ms, k: stepOf() }),
       });
-      for (const [, p] of [...pending.entries()].sort((a, b) => a[0] - b[0])) count(p.r, p.ms, p.k);
+      ordered.flush();
       await d.close();
       const schedule = order.map((l) => cells.find((c) => c.slowdown === slowdown && c.link === l)!.oracle.throughput.id);
       link.setShape(trace);

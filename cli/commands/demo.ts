@@ -8,7 +8,7 @@ import { perSampleDims } from "../../runtime/common/manifest.js";
 import { loadCalibration } from "../../compiler/bundler/calibration.js";
 import { createDevice } from "../../runtime/node/device.js";
 import { startLink, PRESETS, type LinkTrace } from "../../runtime/emu/link.js";
-import { runStream } from "../../runtime/device/run.js";
+import { inPlanOrder, runStream } from "../../runtime/device/run.js";
 import type { Inference } from "../../runtime/device/device.js";
 import { OBJECTIVES, type Objective, type PolicyName } from "../../runtime/plan/scheduler.js";
 import { isImageCodec, type Manifest } from "../../runtime/common/manifest.js";
@@ -91,11 +91,7 @@ export const demo: Command = {
       const device = await open({ policy: "dyno" })();
       let last = "";
       let lastStep = "";
-      // Results come back out of order (a device-only one overtakes those on the link): the
-      // lines follow the order the inferences were planned in.
-      const pending = new Map<number, { r: Inference; ms: number; step: string; change?: string }>();
       let epoch = device.estimates.link.epoch;
-      let next = 0;
       const perStep = presets.map(() => ({ done: 0, switches: 0, trials: 0, variants: {} as Record<string, number> }));
       const stepIndex = (name: string) => Math.max(0, presets.indexOf(name));
       const line = (r: Inference, i: number, ms: number, step: string, change?: string) => {
@@ -110,6 +106,8 @@ export const demo: Command = {
         lastStep = step;
         console.log(`  t=${(ms / 1000).toFixed(1).padStart(5)}s  #${String(i).padStart(5)}  link ${step.padEnd(4)}  ${describeVariant(m, r).padEnd(36)} ${humanBytes(r.timings.bytes).padStart(9)}  ${r.choice.decision.padEnd(9)} ${r.choice.reason.replace(/^dyno\/\w+: /, "")}`);
       };
+      // The lines follow the order the inferences were planned in.
+      const ordered = inPlanOrder<{ r: Inference; ms: number; step: string; change?: string }>((p, i) => line(p.r, i, p.ms, p.step, p.change));
       const { summary } = await runStream(device, input, {
         durationMs: stepSeconds * presets.length * 1000,
         label,
@@ -117,11 +115,7 @@ export const demo: Command = {
           const l = device.estimates.link;
           const change = l.epoch !== epoch ? l.change ?? "a probe" : undefined;
           epoch = l.epoch;
-          pending.set(i, { r, ms, step: link.current().name ?? "", change });
-          for (let p = pending.get(next); p; p = pending.get(next)) {
-            pending.delete(next);
-            line(p.r, next++, p.ms, p.step, p.change);
-          }
+          ordered.add(i, { r, ms, step: link.current().name ?? "", change });
         },
       });
       const window = device.depth;

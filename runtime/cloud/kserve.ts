@@ -25,7 +25,7 @@ import { z } from "zod";
 import { Kind, readHeader, writeHeader, headerLength } from "../../kernels/format.js";
 import { isImageCodec, type Cut, type Manifest, type Variant } from "../common/manifest.js";
 import { imageFormatOf } from "../common/image.js";
-import { crc32, modelId, MODEL_ID_CHARS, ProtocolError, type OutputTensor, type Request, type RequestTensor } from "../common/protocol.js";
+import { crc32, modelId, ProtocolError, type OutputTensor, type Request, type RequestTensor } from "../common/protocol.js";
 
 /** What `GET /v2` lists besides dyno's own protocol. */
 export const KSERVE_EXTENSIONS = ["binary_tensor_data", "model_repository"] as const;
@@ -101,15 +101,22 @@ const bad = (why: string): never => {
   throw new ProtocolError("bad-request", why);
 };
 
+const ENCODINGS = ["", "identity", "gzip", "deflate"];
+
+/** A request `Content-Encoding` this server decodes (none, identity, gzip, deflate). */
+export function acceptsEncoding(encoding: string | undefined): boolean {
+  return ENCODINGS.includes((encoding ?? "").trim().toLowerCase());
+}
+
 /**
  * The body of `Content-Encoding` gzip or deflate (zlib; raw deflate accepted too), at most
  * `limit` bytes decompressed; identity or none as is. Another encoding: null (the caller answers
  * with the encodings it takes).
  */
 export function decodeContent(body: Uint8Array, encoding: string | undefined, limit: number): Uint8Array | null {
+  if (!acceptsEncoding(encoding)) return null;
   const e = (encoding ?? "").trim().toLowerCase();
   if (e === "" || e === "identity") return body;
-  if (e !== "gzip" && e !== "deflate") return null;
   try {
     if (e === "gzip") return gunzipSync(body, { maxOutputLength: limit });
     try {
@@ -154,6 +161,15 @@ function flatten(data: unknown, out: unknown[], depth = 0): void {
 
 const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** An input's JSON `data`, flattened, `n` values of it. */
+function jsonValues(input: InferInput, n: number): unknown[] {
+  if (input.data === undefined) bad(`input "${input.name}" has neither data nor binary_data_size`);
+  const flat: unknown[] = [];
+  flatten(input.data, flat);
+  if (flat.length !== n) bad(`input "${input.name}": ${flat.length} values for ${input.datatype} [${input.shape.join(",")}] (needs ${n})`);
+  return flat;
+}
+
 /** A float32 payload in the kernels' format: the cut's float32 variant's bytes. */
 function f32Payload(shape: number[], values: Float32Array | Uint8Array): Uint8Array {
   const n = count(shape);
@@ -172,7 +188,7 @@ function shapeFits(want: Cut["tensors"][number]["shape"], got: readonly number[]
   return want.length === got.length && want.every((d, k) => (typeof d === "number" ? d === got[k] : got[k]! >= 1));
 }
 
-const fmtShape = (s: readonly (number | string | null)[]) => `[${s.map((d) => (typeof d === "number" ? d : -1)).join(",")}]`;
+const fmtShape = (s: readonly (number | string | null)[]) => `[${s.map(DIM).join(",")}]`;
 
 /**
  * Parses an infer request for model `k`: JSON (the whole body, or its first `headerLength` bytes
@@ -180,7 +196,7 @@ const fmtShape = (s: readonly (number | string | null)[]) => `[${s.map((d) => (t
  * cut with one tensor and at most one variable dimension).
  */
 export function parseInfer(m: Manifest, k: KModel, body: Uint8Array, headerLength: number | undefined, nativeId: number): ParsedInfer {
-  const model = m.model.sha256.slice(0, MODEL_ID_CHARS);
+  const model = modelId(m);
   if (headerLength === 0) {
     const spec = k.cut.tensors.length === 1 ? k.cut.tensors[0]! : bad(`a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input; "${k.name}" has ${k.cut.tensors.length}`);
     const variable = spec.shape.filter((d) => typeof d !== "number").length;
@@ -234,10 +250,7 @@ export function parseInfer(m: Manifest, k: KModel, body: Uint8Array, headerLengt
         if (bin.length !== 4 * n) bad(`input "${input.name}": ${bin.length} binary bytes for FP32 [${input.shape.join(",")}] (needs ${4 * n})`);
         items.push({ name: input.name, shape: input.shape, bytes: f32Payload(input.shape, bin), packed: false });
       } else {
-        if (input.data === undefined) bad(`input "${input.name}" has neither data nor binary_data_size`);
-        const flat: unknown[] = [];
-        flatten(input.data, flat);
-        if (flat.length !== n) bad(`input "${input.name}": ${flat.length} values for FP32 [${input.shape.join(",")}] (needs ${n})`);
+        const flat = jsonValues(input, n);
         const values = new Float32Array(n);
         for (let i = 0; i < n; i++) {
           const x = flat[i];
@@ -255,10 +268,7 @@ export function parseInfer(m: Manifest, k: KModel, body: Uint8Array, headerLengt
           if (bin.length !== n) bad(`input "${input.name}": ${bin.length} binary bytes for UINT8 [${input.shape.join(",")}]`);
           bytes = bin;
         } else {
-          if (input.data === undefined) bad(`input "${input.name}" has neither data nor binary_data_size`);
-          const flat: unknown[] = [];
-          flatten(input.data, flat);
-          if (flat.length !== n) bad(`input "${input.name}": ${flat.length} values for UINT8 [${input.shape.join(",")}]`);
+          const flat = jsonValues(input, n);
           bytes = new Uint8Array(n);
           for (let i = 0; i < n; i++) {
             const x = flat[i];
@@ -332,7 +342,8 @@ function variantOf(k: KModel, bytes: Uint8Array, name: string): Variant {
   }
   const bits = h.kind === Kind.Float32 ? "f32" : h.kind === Kind.Float16 ? "f16" : h.bits;
   const same = k.variants.filter((v) => v.codec.bits === bits && (h.kind !== Kind.Quantized || (v.codec.perChannel === h.perChannel && v.codec.shuffle === h.shuffle)));
-  return same.find((v) => v.codec.lossless === h.codec) ?? same.find(() => h.codec === "none")
+  // A payload whose lossless stage did not pay travels as "none": any variant of its bits then.
+  return same.find((v) => v.codec.lossless === h.codec) ?? (h.codec === "none" ? same[0] : undefined)
     ?? bad(`input "${name}": no variant of model "${k.name}" sends ${bits}${h.kind === Kind.Quantized ? "-bit" : ""} ${h.codec} payloads (variants: ${k.variants.map((v) => v.id).join(", ")}); name one with the dyno_variant parameter`);
 }
 

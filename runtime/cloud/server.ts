@@ -53,12 +53,12 @@ import { CloudProfile } from "./profile.js";
 import { Registry } from "./metrics.js";
 import {
   decodeFrame, encodePong, encodeResponse, ERROR_STATUS, errorResponse, MAX_PROBE_PAD_BYTES, maxRequestBytes, maxResponseBytes, MessageType, modelId,
-  parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind, type OutputTensor, type Status,
+  parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind, type OutputTensor, type Request as NativeRequest, type Status,
   type ServerTiming,
 } from "../common/protocol.js";
 import { WorkerPayloadError, WorkerPool, type EdgeConfig, type PoolStats } from "./worker-pool.js";
 import { refuseHttp, refuseWebSocket } from "./ws-refuse.js";
-import { cutMetadata, decodeContent, encodeContent, encodeInferResponse, HEADER_LENGTH, KSERVE_EXTENSIONS, kserveModels, parseInfer, responseEncoding } from "./kserve.js";
+import { acceptsEncoding, cutMetadata, decodeContent, encodeContent, encodeInferResponse, HEADER_LENGTH, KSERVE_EXTENSIONS, kserveModels, parseInfer, responseEncoding } from "./kserve.js";
 
 export const WS_PATH = "/v1/ws";
 export const INFER_PATH = "/v1/infer";
@@ -393,39 +393,55 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     });
 
   /** An error reply: counted by transport and kind, logged (escaped, rate-limited) as `line`. */
-  const errorReply = (transport: Transport, remote: string, id: number, kind: ErrorKind, message: string, line: string): Uint8Array => {
+  /** An error answer counted by transport and kind, and logged (escaped, rate-limited) as `line`. */
+  const countError = (transport: Transport | "kserve", remote: string, kind: ErrorKind, line: string) => {
     m.requests.add({ transport, status: kind });
     m.errors.add({ kind });
     log(`${kind} requests`, remote, line);
+  };
+  const errorReply = (transport: Transport, remote: string, id: number, kind: ErrorKind, message: string, line: string): Uint8Array => {
+    countError(transport, remote, kind, line);
     return errorResponse(id, kind, message);
+  };
+
+  /**
+   * Admits, checks and runs one request, whichever protocol brought it (`parse` runs once the
+   * request is admitted); `seen.variant` is set once it is valid, for the error line.
+   */
+  const serve = async (client: Client, id: number, arrived: number, parse: () => NativeRequest, seen: { variant?: string }) => {
+    const release = admit(client, id);
+    let handedOver = false;
+    try {
+      const valid = validateRequest(manifest, parse());
+      seen.variant = valid.variant.id;
+      m.variants.add({ variant: valid.variant.id });
+      handedOver = true; // from here run() releases the slot, when the job is off the pool
+      const r = await run(valid, client, arrived, release);
+      const timing: ServerTiming = { ...r.timing, totalMs: performance.now() - arrived };
+      m.cloud.observe(timing.cloudMs / 1000);
+      return { variant: valid.variant.id, outputs: r.outputs, timing };
+    } catch (e) {
+      if (!handedOver) release();
+      throw e;
+    }
   };
 
   /** One request frame in, one response frame out; never throws. */
   const handle = async (bytes: Uint8Array, client: Client, transport: Transport, arrived = performance.now()): Promise<Outcome> => {
     m.bytesIn.add({ transport }, bytes.length);
-    let release: (() => void) | null = null;
-    let handedOver = false;
     let id = peekId(bytes);
-    let variant: string | undefined;
+    const seen: { variant?: string } = {};
     try {
       const frame = decodeFrame(bytes);
       id = frame.id;
       if (draining) throw new ProtocolError("unavailable", "server is shutting down", id);
       if (frame.type === MessageType.Ping) return { bytes: encodePong(id), status: "ok" };
-      release = admit(client, id);
-      const valid = validateRequest(manifest, parseRequest(frame));
-      variant = valid.variant.id;
-      m.variants.add({ variant });
-      handedOver = true; // from here run() releases the slot, when the job is off the pool
-      const r = await run(valid, client, arrived, release);
-      const timing: ServerTiming = { ...r.timing, totalMs: performance.now() - arrived };
-      m.cloud.observe(timing.cloudMs / 1000);
+      const r = await serve(client, id, arrived, () => parseRequest(frame), seen);
       m.requests.add({ transport, status: "ok" });
-      return { bytes: encodeResponse({ id, status: "ok", timing, outputs: r.outputs }), status: "ok" };
+      return { bytes: encodeResponse({ id, status: "ok", timing: r.timing, outputs: r.outputs }), status: "ok" };
     } catch (e) {
       const err = asProtocolError(e, id);
-      if (!handedOver) release?.();
-      const line = `dyno serve: ${transport} ${client.remote} request ${id}${variant ? ` (${variant})` : ""}: ${err.kind}: ${err.message}`;
+      const line = `dyno serve: ${transport} ${client.remote} request ${id}${seen.variant ? ` (${seen.variant})` : ""}: ${err.kind}: ${err.message}`;
       return { bytes: errorReply(transport, client.remote, id, err.kind, err.message, line), status: err.kind };
     }
   };
@@ -571,38 +587,33 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
 
   const inferKServe = async (req: http.IncomingMessage, res: http.ServerResponse, encoded: string, version: string | undefined) => {
     const remote = req.socket.remoteAddress ?? "?";
-    const fail = (kind: ErrorKind, message: string, extra: Record<string, string> = {}, close = false) => {
-      m.requests.add({ transport: "kserve", status: kind });
-      m.errors.add({ kind });
-      log(`${kind} requests`, remote, `dyno serve: kserve ${remote}: ${kind}: ${message}`);
+    const fail = (kind: ErrorKind, message: string, close = false) => {
+      countError("kserve", remote, kind, `dyno serve: kserve ${remote}: ${kind}: ${message}`);
       const bytes = new TextEncoder().encode(JSON.stringify({ error: message }));
       res.writeHead(ERROR_STATUS[kind], {
         "Content-Type": "application/json", "Content-Length": bytes.length,
         ...(kind === "unauthorized" ? { "WWW-Authenticate": 'Bearer realm="dyno"' } : {}),
         ...(close || draining ? { Connection: "close" } : {}),
-        ...extra,
       });
       res.end(bytes);
     };
     const k = kmodel(encoded, version);
-    if ("error" in k) return fail("unknown-variant", k.error, {}, true);
-    if (!authorized(bearerOf(req))) return fail("unauthorized", "missing or wrong bearer token (send Authorization: Bearer <token>)", {}, true);
+    if ("error" in k) return fail("unknown-variant", k.error, true);
+    if (!authorized(bearerOf(req))) return fail("unauthorized", "missing or wrong bearer token (send Authorization: Bearer <token>)", true);
     const encoding = req.headers["content-encoding"];
-    if (encoding !== undefined && !["", "identity", "gzip", "deflate"].includes(encoding.trim().toLowerCase())) {
+    if (!acceptsEncoding(encoding)) {
       // Triton answers this with 501; 415 is HTTP's own status for it. Either way: what it takes.
       m.requests.add({ transport: "kserve", status: "bad-request" });
       res.writeHead(415, { "Content-Type": "application/json", "Accept-Encoding": "gzip, deflate", Connection: "close" });
-      return void res.end(JSON.stringify({ error: `unsupported Content-Encoding "${escapeLogText(encoding)}" (gzip, deflate or identity)` }));
+      return void res.end(JSON.stringify({ error: `unsupported Content-Encoding "${escapeLogText(encoding ?? "")}" (gzip, deflate or identity)` }));
     }
     const raw = await readBody(req, o.maxJsonBody);
-    if (raw === "too-large") return fail("too-large", `request body over the limit of ${o.maxJsonBody} bytes (--max-json-body)`, {}, true);
+    if (raw === "too-large") return fail("too-large", `request body over the limit of ${o.maxJsonBody} bytes (--max-json-body)`, true);
     if (raw === null) return;
     m.bytesIn.add({ transport: "kserve" }, raw.length);
     const arrived = performance.now();
     const client = { key: `http ${remote}`, remote };
     const id = ++kserveIds;
-    let release: (() => void) | null = null;
-    let handedOver = false;
     try {
       if (draining) throw new ProtocolError("unavailable", "server is shutting down", id);
       const body = decodeContent(raw, encoding, o.maxJsonBody)!;
@@ -610,16 +621,11 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       const headerLength = lengthHeader === undefined ? undefined : /^\d+$/.test(String(lengthHeader).trim()) ? Number(lengthHeader) : NaN;
       if (Number.isNaN(headerLength)) throw new ProtocolError("bad-request", `Inference-Header-Content-Length "${escapeLogText(String(lengthHeader))}" is not a byte count`);
       const parsed = parseInfer(manifest, k, body, headerLength, id);
-      release = admit(client, id);
-      const valid = validateRequest(manifest, parsed.request);
-      m.variants.add({ variant: valid.variant.id });
-      handedOver = true;
-      const r = await run(valid, client, arrived, release);
-      const timing: ServerTiming = { ...r.timing, totalMs: performance.now() - arrived };
-      m.cloud.observe(timing.cloudMs / 1000);
+      const r = await serve(client, id, arrived, () => parsed.request, {});
+      const { timing } = r;
       m.requests.add({ transport: "kserve", status: "ok" });
       const out = encodeInferResponse(k, id16, parsed, r.outputs, {
-        dyno_variant: valid.variant.id, dyno_queue_ms: timing.queueMs, dyno_decode_ms: timing.decodeMs, dyno_cloud_ms: timing.cloudMs, dyno_total_ms: timing.totalMs,
+        dyno_variant: r.variant, dyno_queue_ms: timing.queueMs, dyno_decode_ms: timing.decodeMs, dyno_cloud_ms: timing.cloudMs, dyno_total_ms: timing.totalMs,
       });
       const enc = out.body.length >= 1024 ? responseEncoding(req.headers["accept-encoding"]) : "identity";
       const sent = encodeContent(out.body, enc);
@@ -633,7 +639,6 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       });
       res.end(sent);
     } catch (e) {
-      if (!handedOver) release?.();
       const err = asProtocolError(e, id);
       if (!res.destroyed) fail(err.kind, err.message);
     }

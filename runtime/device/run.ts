@@ -36,6 +36,29 @@ export interface RunOptions {
   variantOf?: (index: number, elapsedMs: number) => string | undefined;
 }
 
+/**
+ * Re-orders what arrives by index into the order the inferences were planned in (a stream's
+ * results come back out of order: a device-only one overtakes those still on the link).
+ * `flush` delivers, in order, what still waits behind a gap (an inference that never answered).
+ */
+export function inPlanOrder<T>(deliver: (item: T, index: number) => void): { add(index: number, item: T): void; flush(): void } {
+  const pending = new Map<number, T>();
+  let next = 0;
+  return {
+    add(index, item) {
+      pending.set(index, item);
+      for (let p = pending.get(next); p !== undefined; p = pending.get(next)) {
+        pending.delete(next);
+        deliver(p, next++);
+      }
+    },
+    flush() {
+      for (const i of [...pending.keys()].sort((a, b) => a - b)) deliver(pending.get(i)!, i);
+      pending.clear();
+    },
+  };
+}
+
 export async function runStream(device: Device, input: (i: number) => Float32Array, options: RunOptions): Promise<{ results: Inference[]; summary: RunSummary }> {
   const t0 = performance.now();
   const count = options.count ?? Infinity;

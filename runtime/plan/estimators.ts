@@ -176,7 +176,7 @@ function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): L
     : updateRtt(state, p.rttMs, o);
   // A probe answers a stale estimate outright; a routine one replaces the window only when it
   // disagrees with it by changeFactor (the link changed without its RTT moving).
-  const off = bps > s.bandwidthBps * o.changeFactor || bps * o.changeFactor < s.bandwidthBps;
+  const off = far(bps, s.bandwidthBps, o.changeFactor);
   const reset = s.bandwidthStale !== undefined || off;
   const recent = reset ? [bps] : [...s.recent, bps].slice(-o.window);
   // The epoch moves when the link is another one: a routine probe off the estimate, or a probe
@@ -194,9 +194,10 @@ function updateProbe(state: LinkEstimate, p: LinkProbeSample, o: LinkOptions): L
   if (afterStep && b && bwMoved && !rttMoved && state.doubt === undefined) {
     return { ...s, bandwidthStale: "link-change", before: b, doubt: bps };
   }
+  // (Past the return above, a bandwidth alone off has the first probe's doubt to agree with.)
   const confirmed = afterStep
-    ? !b || rttMoved || (bwMoved && (state.doubt === undefined || far(state.doubt, b.bandwidthBps, o.confirmFactor) && (state.doubt > b.bandwidthBps) === (bps > b.bandwidthBps)))
-    : state.bandwidthStale === undefined && far(bps, state.base?.bandwidthBps ?? state.bandwidthBps, o.confirmFactor);
+    ? !b || rttMoved || (bwMoved && state.doubt !== undefined && far(state.doubt, b.bandwidthBps, o.confirmFactor) && (state.doubt > b.bandwidthBps) === (bps > b.bandwidthBps))
+    : routineMoved;
   // The prober sizes and repeats probes until one is long enough to time (client side); each
   // one answers the staleness.
   const mbps = (x: number) => (x / 1e6).toFixed(x >= 1e7 ? 0 : 1);

@@ -39,7 +39,7 @@ import type { Manifest } from "../common/manifest.js";
 import type { Estimates } from "./estimators.js";
 import { better, chooseVariant, fmt, objectiveCost, paretoFront, pct, predictAll, predictOne, type Choice, type Objective, type Policy, type Prediction } from "./scheduler.js";
 import { powerModel } from "./energy.js";
-import { correct, forgetMeasured, initTracker, linkChanged, type Corrected, type Tracker } from "./tracker.js";
+import { correct, forgetMeasured, initTracker, lastSampleAt, linkChanged, type Corrected, type Tracker } from "./tracker.js";
 
 export interface PlannerOptions {
   /** Standard deviations the gain must exceed (one-sided; 2: about 98%). */
@@ -105,10 +105,9 @@ export interface PlannerState {
   current: string | null;
   /** A trial running; `remeasure`: the incumbent measured again after a trial found it unmeasured. */
   trial: { id: string; from: string | null; left: number; since?: number; remeasure?: boolean; early?: boolean; extended?: boolean } | null;
-  /** Trials started, inferences they ran (all, and in this link epoch), variant switches. */
+  /** Trials started, inferences they ran, variant switches. */
   trials: number;
   trialInferences: number;
-  epochTrials: number;
   /** Trials the budget holds (fractional: it refills by 1 / trialRefill a plan), as of plan `budgetAt`. */
   budget: number;
   budgetAt: number;
@@ -125,7 +124,7 @@ export interface PlannerState {
 }
 
 export function initPlanner(epoch = 0): PlannerState {
-  return { tracker: initTracker(epoch), current: null, trial: null, trials: 0, trialInferences: 0, epochTrials: 0, budget: PLANNER_DEFAULTS.trialsPerEpoch, budgetAt: 0, switches: 0, plans: 0, tried: {}, nextFull: 0, kept: null, beforeStale: null };
+  return { tracker: initTracker(epoch), current: null, trial: null, trials: 0, trialInferences: 0, budget: PLANNER_DEFAULTS.trialsPerEpoch, budgetAt: 0, switches: 0, plans: 0, tried: {}, nextFull: 0, kept: null, beforeStale: null };
 }
 
 /** The objective's value of a prediction, in words. */
@@ -136,13 +135,6 @@ const value = (objective: Objective, c: Prediction): string =>
 const describe = (objective: Objective, c: Corrected): string =>
   `${value(objective, c)} (${c.samples >= 1 ? `${Math.round(c.samples)} samples` : "unmeasured"}, ±${pct(Math.expm1(c.sd))})`;
 
-/** The tracker's clock at the last sample of a variant's own measure of the objective (-1: none). */
-function ownSampleAt(s: PlannerState, id: string, objective: Objective): number {
-  const r = s.tracker.records[id];
-  const m = objective === "throughput" ? r?.measured.interval : objective === "latency" ? r?.measured.latency : r?.stats[objective === "cloud-cost" ? "cloud" : "device"];
-  return m?.at ?? -1;
-}
-
 /** Plans the next inference; returns the choice and the planner's next state. */
 export function plan(manifest: Manifest, estimates: Estimates, policy: Policy, state: PlannerState, options: Partial<PlannerOptions> = {}): { choice: PlannedChoice; state: PlannerState } {
   const o = { ...PLANNER_DEFAULTS, ...options };
@@ -151,7 +143,7 @@ export function plan(manifest: Manifest, estimates: Estimates, policy: Policy, s
   let s: PlannerState = { ...state, plans: state.plans + 1 };
   // A new link: what the senders measured is forgotten, and a trial running is void (it was
   // measuring the old link).
-  if (estimates.link.epoch !== s.tracker.epoch) s = { ...s, tracker: linkChanged(s.tracker, estimates.link.epoch), epochTrials: 0, budget: o.trialsPerEpoch, budgetAt: s.plans, tried: {}, nextFull: 0, kept: null, trial: null };
+  if (estimates.link.epoch !== s.tracker.epoch) s = { ...s, tracker: linkChanged(s.tracker, estimates.link.epoch), budget: o.trialsPerEpoch, budgetAt: s.plans, tried: {}, nextFull: 0, kept: null, trial: null };
   const label = `${name}/${objective}`;
   const fix = (c: Choice, decision: Decision): { choice: PlannedChoice; state: PlannerState } => {
     const predicted = correct(s.tracker, c.predicted, { ...policy, objective });
@@ -191,7 +183,7 @@ export function plan(manifest: Manifest, estimates: Estimates, policy: Policy, s
     // A trial that has measured itself worse than the variant before it, beyond zEarlyEnd sd, ends
     // at once: a mispredicted variant (an image codec whose encode the model took for a tenth of
     // what it is, say) costs a window of inferences, not the trial's length.
-    const before = trialed && t.from !== null && !t.remeasure && ownSampleAt(s, t.id, objective) >= (t.since ?? Infinity) ? one(t.from) : null;
+    const before = trialed && t.from !== null && !t.remeasure && lastSampleAt(s.tracker, t.id, objective) >= (t.since ?? Infinity) ? one(t.from) : null;
     const early = before !== null && trialed !== null && Math.log(objectiveCost(objective, before) / objectiveCost(objective, trialed)) < -(o.zEarlyEnd * Math.hypot(trialed.sd, before.sd) + o.minGain);
     if (early) s = { ...s, trial: { ...t, left: 0, early: true } };
     else if (trialed) {
@@ -285,7 +277,7 @@ export function plan(manifest: Manifest, estimates: Estimates, policy: Policy, s
   s = { ...s, budget, budgetAt: s.plans };
   const startTrial = (p: Corrected, why: string, forget = false) => {
     s = {
-      ...s, trial: { id: p.id, from: cur.id, left: o.trialLength - 1, since: s.tracker.inferences }, trials: s.trials + 1, epochTrials: s.epochTrials + 1,
+      ...s, trial: { id: p.id, from: cur.id, left: o.trialLength - 1, since: s.tracker.inferences }, trials: s.trials + 1,
       budget: s.budget - 1, tried: { ...s.tried, [p.id]: s.plans }, trialInferences: s.trialInferences + 1,
       ...(forget ? { tracker: forgetMeasured(s.tracker, p.id) } : {}),
     };
@@ -301,7 +293,7 @@ export function plan(manifest: Manifest, estimates: Estimates, policy: Policy, s
       // its from a while ago, when the machine or the link may have been faster (a load that
       // slows everything down made the device chase old numbers from one variant to the next).
       // Measured again first, from scratch, in a trial (kept while the budget is spent).
-      const age = s.tracker.inferences - ownSampleAt(s, known.id, objective);
+      const age = s.tracker.inferences - lastSampleAt(s.tracker, known.id, objective);
       const was = `measured ${describe(objective, known)} ${age} inferences ago, ${pct(Math.expm1(gain))} better than ${cur.id} (${describe(objective, cur)}) now`;
       if (age > 4 * o.trialLength) return budget >= 1 ? startTrial(known, `${was}: measured again before a switch`, true) : choose(cur, "keep", `kept ${cur.id}: ${known.id} ${was}, and the trial budget is spent`);
       return choose(known, "switch", `switched from ${cur.id} (${describe(objective, cur)}) to ${known.id}: ${describe(objective, known)}, ${pct(Math.expm1(gain))} better, beyond the noise (${pct(Math.expm1(noise))})`);

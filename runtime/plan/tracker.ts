@@ -39,7 +39,7 @@
 // errors of every variant that sends: they were measured on another link, where another stage
 // may have bound it.
 import { deviceJoules, powerModel, type PowerModel } from "./energy.js";
-import type { Policy, Prediction } from "./scheduler.js";
+import type { Objective, Policy, Prediction } from "./scheduler.js";
 
 export type Metric = "device" | "link" | "cloud" | "latency" | "interval";
 export const METRICS: readonly Metric[] = ["device", "link", "cloud", "latency", "interval"];
@@ -170,6 +170,16 @@ export function recordInterval(t: Tracker, id: string, sends: boolean, measuredM
   }));
 }
 
+/**
+ * The tracker's clock at variant `id`'s last sample of its own measure of `objective` (-1: none):
+ * the interval for throughput, the latency, the cloud stage for cloud cost, else the device stage.
+ */
+export function lastSampleAt(t: Tracker, id: string, objective: Objective): number {
+  const r = t.records[id];
+  const m = objective === "throughput" ? r?.measured.interval : objective === "latency" ? r?.measured.latency : r?.stats[objective === "cloud-cost" ? "cloud" : "device"];
+  return m?.at ?? -1;
+}
+
 /** Forgets what variant `id` measured end to end (a record too old to stand for it now); its errors stay. */
 export function forgetMeasured(t: Tracker, id: string): Tracker {
   const r = t.records[id];
@@ -215,16 +225,19 @@ interface PoolSums {
   v: number;
 }
 
-/** Per tracker (immutable, so cached by identity): the pool sums per metric and kind. */
-const sums = new WeakMap<Tracker, Map<string, PoolSums>>();
+/**
+ * Per tracker (immutable, so cached by identity), per metric and kind: the pool sums, and the
+ * pool of them all once asked for.
+ */
+const pooled = new WeakMap<Tracker, Map<string, { sums: PoolSums; all?: Pool }>>();
 
-function poolSums(t: Tracker, m: Metric, sends: boolean): PoolSums {
-  let byKey = sums.get(t);
-  if (!byKey) sums.set(t, (byKey = new Map()));
+function poolEntry(t: Tracker, m: Metric, sends: boolean): { sums: PoolSums; all?: Pool } {
+  let byKey = pooled.get(t);
+  if (!byKey) pooled.set(t, (byKey = new Map()));
   const key = `${m}/${m === "device" ? "all" : sends}`;
-  let p = byKey.get(key);
-  if (!p) {
-    p = { w: 0, x: 0, xx: 0, v: 0 };
+  let e = byKey.get(key);
+  if (!e) {
+    const p = { w: 0, x: 0, xx: 0, v: 0 };
     for (const r of Object.values(t.records)) {
       if (m !== "device" && r.sends !== sends) continue;
       const s = r.stats[m];
@@ -235,9 +248,9 @@ function poolSums(t: Tracker, m: Metric, sends: boolean): PoolSums {
       p.xx += n * s.mean * s.mean;
       p.v += n * s.variance;
     }
-    byKey.set(key, p);
+    byKey.set(key, (e = { sums: p }));
   }
-  return p;
+  return e;
 }
 
 /**
@@ -249,7 +262,7 @@ function pool(t: Tracker, m: Metric, sends: boolean, except: string): Pool {
   const own = t.records[except];
   const s = own && (m === "device" || own.sends === sends) ? own.stats[m] : undefined;
   if (!s || s.n === 0) return poolOf(t, m, sends);
-  const all = poolSums(t, m, sends);
+  const all = poolEntry(t, m, sends).sums;
   const n = effective(s, t.inferences);
   return poolFrom(all.w - n, all.x - n * s.mean, all.xx - n * s.mean * s.mean, all.v - n * s.variance);
 }
@@ -270,17 +283,9 @@ function poolFrom(w: number, x: number, xx: number, v: number): Pool {
 }
 
 /** The pool of every measured variant of a kind (for a variant with no record of the metric), cached per tracker. */
-const pools = new WeakMap<Tracker, Map<string, Pool>>();
 function poolOf(t: Tracker, m: Metric, sends: boolean): Pool {
-  let byKey = pools.get(t);
-  if (!byKey) pools.set(t, (byKey = new Map()));
-  const key = `${m}/${m === "device" ? "all" : sends}`;
-  let p = byKey.get(key);
-  if (!p) {
-    const a = poolSums(t, m, sends);
-    byKey.set(key, (p = poolFrom(a.w, a.x, a.xx, a.v)));
-  }
-  return p;
+  const e = poolEntry(t, m, sends);
+  return (e.all ??= poolFrom(e.sums.w, e.sums.x, e.sums.xx, e.sums.v));
 }
 
 /** Normal-normal: a prior (mean, sd) and a record of n samples (its noise steadied by `noise`, the pool's). */
@@ -297,7 +302,7 @@ export function posterior(t: Tracker, id: string, sends: boolean, m: Metric): Po
   const prior = pool(t, m, sends, id);
   const s = t.records[id]?.stats[m];
   if (!s) return { mean: prior.mean, sd: prior.tau, n: 0 };
-  return combine({ mean: prior.mean, sd: prior.tau }, s, s ? effective(s, t.inferences) : 0, prior.noise);
+  return combine({ mean: prior.mean, sd: prior.tau }, s, effective(s, t.inferences), prior.noise);
 }
 
 /**
