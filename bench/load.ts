@@ -22,18 +22,18 @@
 // traffic goes to 127.0.0.1; every child process is killed when the bench ends, also on error.
 import { perSampleDims } from "../runtime/common/manifest.js";
 import { openExecutor } from "../runtime/node/executor.js";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import ort from "onnxruntime-node";
 import WebSocket from "ws";
 import { cachedBundle, fixture, ROOT } from "../cli/bundle-cache.js";
+import { cleanUp, HOST, lines, sampleRss, sleep, startServe, stopChild, temporary, track } from "./serve-process.js";
 import { humanBytes, table } from "../cli/format.js";
 import { CloudError, connectCloud, type CloudClient } from "../runtime/node/client.js";
 import { Executor, type Payload } from "../runtime/exec/executor.js";
@@ -42,7 +42,6 @@ import { buildRequest, modelId } from "../runtime/common/protocol.js";
 import { randomFloats } from "../runtime/common/random.js";
 import { quantile } from "../runtime/common/stats.js";
 
-const HOST = "127.0.0.1";
 const INPUTS = 16;
 const SEED = 1414;
 /** Per good client and cell: a bound on the loop besides its deadline. */
@@ -52,42 +51,8 @@ const CLIENT_TIMEOUT_MS = 10_000;
 const RETRY_PAUSE_MS = 50;
 const HEAD_START_MS = 1000;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const now = () => performance.now();
 
-// --- child processes: every one is killed when the bench ends ------------------------------------
-
-const children = new Set<ChildProcess>();
-const track = (c: ChildProcess) => (children.add(c), c.once("exit", () => children.delete(c)), c);
-/** Temporary directories (the token file): removed at exit, also after a signal. */
-const temporary = new Set<string>();
-const cleanUp = () => {
-  for (const c of children) c.kill("SIGKILL");
-  for (const d of temporary) rmSync(d, { recursive: true, force: true });
-};
-
-/** Waits for a child to exit; SIGKILL after `graceMs`. */
-function stopChild(c: ChildProcess, signal: NodeJS.Signals, graceMs: number): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const cut = setTimeout(() => c.kill("SIGKILL"), graceMs);
-    c.once("exit", () => (clearTimeout(cut), resolve()));
-    c.kill(signal);
-  });
-}
-
-/** Calls `onLine` for each line a child prints on stdout. */
-function lines(c: ChildProcess, onLine: (line: string) => void): void {
-  let buf = "";
-  c.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    buf += chunk;
-    let i: number;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-}
 
 // --- hostile clients (the child process) ----------------------------------------------------------
 
@@ -238,52 +203,6 @@ function slowHeaders(port: number, cfg: HostileConfig, s: HostileStats["slow"], 
 
 // --- the bench --------------------------------------------------------------------------------------
 
-interface Serve {
-  url: string;
-  pid: number;
-  child: ChildProcess;
-  logPath: string;
-}
-
-/** `dyno serve` from the sources in its own process; resolves once it listens and is ready. */
-async function startServe(bundleDir: string, tokenFile: string, threads: number, extra: string[], logPath: string): Promise<Serve> {
-  const args = ["serve", bundleDir, "--host", HOST, "--port", "0", "--token-file", tokenFile, "--threads", String(threads), ...extra];
-  const code = `import(${JSON.stringify(pathToFileURL(join(ROOT, "cli/main.ts")).href)}).then(async (m) => { process.exitCode = await m.runCli(${JSON.stringify(args)}); })`;
-  const log = openSync(logPath, "w");
-  const child = track(spawn(process.execPath, ["--import", "tsx", "-e", code], { cwd: ROOT, stdio: ["ignore", "pipe", log] }));
-  closeSync(log);
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("dyno serve did not listen within 60 s")), 60_000);
-    lines(child, (line) => {
-      const m = /^dyno serve: .* on (http:\/\/[^ ]+)/.exec(line);
-      if (m) (clearTimeout(timer), resolve(m[1]!));
-    });
-    child.once("exit", (c) => (clearTimeout(timer), reject(new Error(`dyno serve exited (${c}) before listening: ${readFileSync(logPath, "utf8").slice(-2000)}`))));
-  });
-  if (new URL(url).hostname !== HOST) throw new Error(`dyno serve listens on ${url}, not ${HOST}`);
-  for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`${url}/v2/health/ready`).then((r) => r.status === 200, () => false);
-    if (ok) return { url, pid: child.pid!, child, logPath };
-    await sleep(50);
-  }
-  throw new Error(`dyno serve at ${url} never became ready`);
-}
-
-/** The max of VmRSS (/proc/PID/status) sampled every 100 ms, in bytes. */
-function sampleRss(pid: number): { stop(): number } {
-  let max = 0;
-  const read = () => {
-    try {
-      const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      if (kb) max = Math.max(max, Number(kb[1]) * 1024);
-    } catch {
-      /* exited */
-    }
-  };
-  read();
-  const timer = setInterval(read, 100);
-  return { stop: () => (read(), clearInterval(timer), max) };
-}
 
 async function startHostile(cfg: HostileConfig): Promise<{ stop(): Promise<HostileStats | null> }> {
   const self = new URL(import.meta.url).pathname;

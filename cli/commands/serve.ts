@@ -12,12 +12,12 @@ import { dynoVersion } from "../version.js";
 import { buildEdgeTiles, tileSetText } from "../edge-tiles.js";
 import { parseGrid } from "../../compiler/passes/tile-spatial.js";
 import { startTileWorker } from "../../runtime/cloud/tile-worker.js";
-import type { EdgeConfig } from "../../runtime/cloud/worker-pool.js";
+import type { CutBatching, EdgeConfig } from "../../runtime/cloud/worker-pool.js";
 
 export const serve: Command = {
   name: "serve",
   summary: "serve the cloud parts of a bundle over WebSocket and HTTP (KServe v2 health, Prometheus metrics)",
-  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-body BYTES] [--max-json-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--profile-runs N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
+  usage: "serve BUNDLE [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--threads N] [--max-batch N] [--max-queue-delay-ms N] [--max-batch-bytes BYTES] [--max-body BYTES] [--max-json-body BYTES] [--max-inflight N] [--max-inflight-per-client N] [--max-inflight-per-address N] [--timeout-ms N] [--max-connections N] [--heartbeat-ms N] [--ws-send-buffer BYTES] [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N] [--profile-runs N] [--allow-origin ORIGIN] [--page [--page-inputs DATA] [--page-slowdown F]] [--role edge --cloud URL --forward VARIANT [--cloud-token-file F] [--edge-workers URL,... --tile-from CUT --grid RxC]] [--role edge-worker --forward VARIANT --tile-from CUT --grid RxC]",
   help: [
     `  --host H                       address to listen on (default ${SERVE_DEFAULTS.host})`,
     `  --port N                       port (default ${SERVE_DEFAULTS.port}; 0: any free port, printed)`,
@@ -25,6 +25,14 @@ export const serve: Command = {
     "                                 request except /v2/health/* (browsers: subprotocol dyno-bearer.<base64url>)",
     "  --workers N                    worker threads running inference, each with its own sessions (default: cores)",
     "  --threads N                    onnxruntime intra-op threads per session (default: cores / workers, 1 to 4)",
+    `  --max-batch N                  dynamic batching: requests of one cut queued together run as one onnxruntime`,
+    `                                 run of up to N rows (default ${SERVE_DEFAULTS.maxBatch}; 1: off). A cut batches when its batch`,
+    "                                 dimension is free and, at start-up, every segment after it gave each batch's rows",
+    "                                 bit for bit as run alone (seeded inputs, sizes 2..8 and powers of two to N);",
+    "                                 others run alone. GET /v2/models/NAME shows which (dyno.batching)",
+    `  --max-queue-delay-ms N         how long a request may wait for others of its cut while a worker is free`,
+    `                                 (default ${SERVE_DEFAULTS.maxQueueDelayMs}: batch only what queued while the workers were busy)`,
+    `  --max-batch-bytes BYTES        a batch's decoded cut tensors at most (default ${SERVE_DEFAULTS.maxBatchBytes / 1024 / 1024} MiB)`,
     "  --profile-runs N               timed runs of the whole segment chain at start-up, published as the cloud's",
     "                                 own profile in the model metadata with the live times of requests (default 5;",
     "                                 0: live times only)",
@@ -83,6 +91,9 @@ export const serve: Command = {
     "timeout-ms": { type: "string" },
     threads: { type: "string" },
     workers: { type: "string" },
+    "max-batch": { type: "string" },
+    "max-queue-delay-ms": { type: "string" },
+    "max-batch-bytes": { type: "string" },
     "profile-runs": { type: "string" },
     "max-connections": { type: "string" },
     "heartbeat-ms": { type: "string" },
@@ -143,7 +154,7 @@ export const serve: Command = {
       return buildEdgeTiles(bundle, { from: Number(spec), to: forwardVariant().cut, grid });
     };
     if (role === "edge-worker") {
-      const other = ["max-body", "max-json-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "profile-runs", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
+      const other = ["max-body", "max-json-body", "max-inflight", "max-inflight-per-client", "max-inflight-per-address", "timeout-ms", "workers", "max-batch", "max-queue-delay-ms", "max-batch-bytes", "heartbeat-ms", "ws-send-buffer", "headers-timeout-ms", "request-timeout-ms", "keep-alive-timeout-ms", "profile-runs", "allow-origin", "page", "page-inputs", "page-slowdown"].find((f) => values[f] !== undefined);
       if (other) throw new UsageError(`--${other} goes with --role cloud or edge (an edge worker takes --host, --port, --token-file, --threads, --max-connections and its tile flags)`);
       const tiles = await tileSet();
       const worker = await startTileWorker({ tiles, host: values.host as string | undefined, port: int("port", 0) ?? SERVE_DEFAULTS.port, token, slowdown, maxConnections: int("max-connections", 1), threads: int("threads", 1) ?? Math.max(1, Math.min(4, availableParallelism())), log: (line) => console.error(line) });
@@ -206,6 +217,9 @@ export const serve: Command = {
       maxInflightPerAddress: int("max-inflight-per-address", 1),
       timeoutMs: int("timeout-ms", 1),
       workers,
+      maxBatch: int("max-batch", 1),
+      maxQueueDelayMs: int("max-queue-delay-ms", 0),
+      maxBatchBytes: int("max-batch-bytes", 1),
       // Workers x threads stays within the cores: one thread each when every core has a worker.
       threads: int("threads", 1) ?? Math.max(1, Math.min(4, Math.floor(cores / workers))),
       maxConnections: int("max-connections", 1),
@@ -223,6 +237,7 @@ export const serve: Command = {
     });
     const m = server.manifest;
     console.log(`dyno serve: bundle ${m.model.name} (${m.variants.length} variants) on ${server.url} (ws ${WS_PATH}, http POST ${INFER_PATH})${edge ? `, edge: forwarding ${edge.forward === "auto" ? "as planned per request" : edge.forward} to ${edge.cloud}` : ""}`);
+    console.log(batchingLine(server.batching()));
     if (page) {
       await page.start(server.host, server.port);
       allowOrigins.push(server.url); // the page calls the links' ports: other origins
@@ -283,4 +298,13 @@ function readToken(path: string): string {
   if (!token) throw new UsageError(`--token-file "${path}" is empty`);
   if (/\s/.test(token)) throw new UsageError(`--token-file "${path}": the token contains whitespace (one token, no spaces or newlines)`);
   return token;
+}
+
+/** One line: which cuts batch (and up to how many rows), which run alone and why. */
+function batchingLine(b: Record<string, CutBatching>): string {
+  const on = Object.entries(b).filter(([, x]) => x.maxBatch > 1);
+  const off = Object.entries(b).filter(([, x]) => x.maxBatch === 1);
+  const why = [...new Set(off.map(([, x]) => x.why ?? "?"))];
+  const batched = on.length ? `cuts ${on.map(([id, x]) => `c${id}${x.why ? `(<=${x.maxBatch})` : ""}`).join(" ")} batch up to ${Math.max(...on.map(([, x]) => x.maxBatch))} rows` : "no cut batches";
+  return `dyno serve: batching: ${batched}${off.length ? `; ${off.length} cut(s) run alone: ${why.join("; ")}` : ""}`;
 }

@@ -10,7 +10,8 @@ import { openBundle, type NodeBundle } from "../node/bundle.js";
 import { Executor, PayloadError, runChain } from "../exec/executor.js";
 import type { OutputTensor, Payload } from "../common/protocol.js";
 import type { Cut, Variant } from "../common/manifest.js";
-import type { EdgeAutoConfig, EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig, FromWorker, ToWorker, WorkerInit } from "./worker-pool.js";
+import type { BatchResult, EdgeAutoConfig, EdgeConfig, EdgeRun, EdgeTileRun, EdgeTilesConfig, FromWorker, RunJob, SegmentBatching, ToWorker, WorkerInit } from "./worker-pool.js";
+import { randomFloats } from "../common/random.js";
 import { connectCloud, type CloudClient, type CloudReply } from "../node/client.js";
 import { openSession } from "../node/session.js";
 import { sliceRegion, splitTileValues, stitchRegion, TILE_BATCH_HEADER, TILE_PATH, TILE_SET_HEADER, TILE_TIMING_HEADER, tileValues } from "../common/tiles.js";
@@ -29,7 +30,13 @@ try {
   const executor = await openExecutor(bundle, { threads: init.threads });
   const outputNames = executor.manifest.model.outputs.map((o) => o.name);
   const edge = init.edge ? await edgeRunner(executor, init.edge, init.threads) : null;
-  port.on("message", (m: ToWorker) => void ("profile" in m ? profile(executor, m) : edge ? runEdge(edge, outputNames, m) : run(executor, outputNames, m)));
+  port.on("message", (m: ToWorker) => {
+    if ("profile" in m) void profile(executor, m);
+    else if ("check" in m) void checkBatching(executor, m);
+    else if (edge) void runEdge(edge, outputNames, m);
+    else if (m.jobs.length === 1) void run(executor, outputNames, m);
+    else void runBatch(executor, outputNames, m);
+  });
   send({ type: "ready" });
 } catch (e) {
   // The pool terminates this worker when it reads the failure. A segment graph that does not load
@@ -59,20 +66,177 @@ async function profile(executor: Executor, m: Extract<ToWorker, { profile: numbe
   }
 }
 
-/** The request's payloads: views into the one buffer the pool transferred. */
-function payloadsOf(m: Extract<ToWorker, { buffer: ArrayBuffer }>): Payload[] {
+type RunMessage = Extract<ToWorker, { buffer: ArrayBuffer }>;
+
+/** A request's payloads: views into the one buffer the pool transferred. */
+function payloadsOf(m: RunMessage, job: RunJob = m.jobs[0]!): Payload[] {
   const all = new Uint8Array(m.buffer);
-  return m.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
+  return job.tensors.map((t) => ({ tensor: t.name, bytes: all.subarray(t.offset, t.offset + t.length) }));
 }
 
-async function run(executor: Executor, outputNames: string[], m: Extract<ToWorker, { buffer: ArrayBuffer }>): Promise<void> {
+async function run(executor: Executor, outputNames: string[], m: RunMessage): Promise<void> {
+  const job = m.jobs[0]!;
   try {
-    const r = await executor.cloud(m.variant, payloadsOf(m));
+    const r = await executor.cloud(job.variant, payloadsOf(m));
     const outputs = outputNames.map((name) => toOutput(name, r.outputs[name]));
-    const from = executor.cutOf(executor.bundle.variant(m.variant)).deviceSegments;
+    const from = executor.cutOf(executor.bundle.variant(job.variant)).deviceSegments;
     send({ type: "done", id: m.id, outputs, decodeMs: r.decodeMs, segmentMs: r.segmentMs.reduce((a, b) => a + b, 0), segments: { from, ms: r.segmentMs } }, outputs.map((o) => o.data.buffer as ArrayBuffer));
   } catch (e) {
     send({ type: "run-failed", id: m.id, payload: e instanceof PayloadError, message: (e as Error)?.message ?? String(e) });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic batching (worker-pool.ts plans it): several requests of one cut, each decoded on its
+// own (a bad payload fails its request only), their cut tensors stacked along the batch
+// dimension, one run of the cloud segments, the outputs cut back into each request's rows. A
+// batch that cannot stack (other non-batch dims) or whose run fails runs its requests one by one:
+// no request is lost to its neighbours.
+
+async function runBatch(executor: Executor, outputNames: string[], m: RunMessage): Promise<void> {
+  const results: BatchResult[] = [];
+  const decoded: { i: number; pool: Record<string, ort.Tensor>; rows: number }[] = [];
+  const cut = executor.cutOf(executor.bundle.variant(m.jobs[0]!.variant));
+  for (const [i, job] of m.jobs.entries()) {
+    const t0 = performance.now();
+    try {
+      const v = executor.bundle.variant(job.variant);
+      if (v.cut !== cut.id) throw new Error(`a batch of cut ${cut.id} holds a request of cut ${v.cut}`);
+      const pool = (await executor.decode(v, payloadsOf(m, job))) as Record<string, ort.Tensor>;
+      const rows = pool[cut.tensors[0]!.name]!.dims[0]!;
+      for (const t of cut.tensors) if (pool[t.name]!.dims[0] !== rows) throw new PayloadError(`payloads disagree on the batch: "${t.name}" has ${pool[t.name]!.dims[0]} rows, "${cut.tensors[0]!.name}" ${rows}`);
+      decoded.push({ i, pool, rows });
+      results[i] = { outputs: [], decodeMs: performance.now() - t0 };
+    } catch (e) {
+      results[i] = { payload: e instanceof PayloadError, message: (e as Error)?.message ?? String(e) };
+    }
+  }
+  const rows = decoded.reduce((a, d) => a + d.rows, 0);
+  let segmentMs = 0;
+  let segments: { from: number; ms: number[] } | undefined;
+  const stacked = decoded.length > 1 ? stack(cut.tensors.map((t) => t.name), decoded.map((d) => d.pool)) : null;
+  let done = false;
+  if (stacked) {
+    try {
+      const ms = await executor.runSegments(cut.deviceSegments, executor.manifest.segments.length, stacked);
+      const outs = outputNames.map((name) => toOutput(name, stacked[name]));
+      if (outs.every((o) => o.dims[0] === rows)) {
+        let at = 0;
+        for (const d of decoded) {
+          (results[d.i] as { outputs: OutputTensor[] }).outputs = outs.map((o) => rowsOfOutput(o, at, d.rows, rows));
+          at += d.rows;
+        }
+        segmentMs = ms.reduce((a, b) => a + b, 0);
+        segments = { from: cut.deviceSegments, ms };
+        done = true;
+      }
+    } catch {
+      // run them one by one below
+    }
+  }
+  if (!done) {
+    for (const d of decoded) {
+      try {
+        const ms = await executor.runSegments(cut.deviceSegments, executor.manifest.segments.length, d.pool);
+        const r = results[d.i] as Extract<BatchResult, { outputs: unknown }>;
+        r.outputs = outputNames.map((name) => toOutput(name, d.pool[name]));
+        r.segmentMs = ms.reduce((a, b) => a + b, 0);
+      } catch (e) {
+        results[d.i] = { payload: false, message: (e as Error)?.message ?? String(e) };
+      }
+    }
+  }
+  const transfer = results.flatMap((r) => ("outputs" in r ? r.outputs.map((o) => o.data.buffer as ArrayBuffer) : []));
+  send({ type: "batch-done", id: m.id, results, segmentMs, segments, rows: done ? rows : 1 }, transfer);
+}
+
+/** The cut tensors of several requests stacked along dim 0; null when their other dims differ. */
+function stack(names: readonly string[], pools: Record<string, ort.Tensor>[]): Record<string, ort.Tensor> | null {
+  const out: Record<string, ort.Tensor> = {};
+  for (const name of names) {
+    const parts = pools.map((p) => p[name]!);
+    if (parts.some((t) => t.type !== "float32")) return null;
+    const rest = parts[0]!.dims.slice(1);
+    if (parts.some((t) => t.dims.length !== rest.length + 1 || t.dims.slice(1).some((d, k) => d !== rest[k]))) return null;
+    const data = new Float32Array(parts.reduce((a, t) => a + t.size, 0));
+    let at = 0;
+    for (const t of parts) {
+      data.set(t.data as Float32Array, at);
+      at += t.size;
+    }
+    out[name] = new ort.Tensor("float32", data, [parts.reduce((a, t) => a + t.dims[0]!, 0), ...rest]);
+  }
+  return out;
+}
+
+/** Rows [at, at + n) of a batched output (of `total` rows), in a buffer of its own. */
+function rowsOfOutput(o: OutputTensor, at: number, n: number, total: number): OutputTensor {
+  const per = o.data.length / total;
+  return { name: o.name, dims: [n, ...o.dims.slice(1)], data: o.data.slice(at * per, (at + n) * per) };
+}
+
+/**
+ * The start-up batching check: per segment and batch size, are a batch's rows bit for bit the
+ * rows run one at a time? Seeded uniform inputs at the model input; each segment is fed the
+ * single runs' outputs of the one before, stacked, so every segment is checked on the inputs it
+ * would see, even after one that does not batch. A segment that fails at a size, or whose outputs
+ * do not keep the batch, is reported with why.
+ */
+async function checkBatching(executor: Executor, m: Extract<ToWorker, { check: number[] }>): Promise<void> {
+  try {
+    const sizes = m.check;
+    const B = Math.max(...sizes);
+    const input = executor.manifest.model.inputs[0]!;
+    const rest = input.shape.slice(1).map((d) => (typeof d === "number" ? d : 1));
+    const per = rest.reduce((a, b) => a * b, 1);
+    let singles: Record<string, ort.Tensor>[] = Array.from({ length: B }, (_, r) => ({ [input.name]: new ort.Tensor("float32", randomFloats(per, 1000 + r), [1, ...rest]) }));
+    const segments: SegmentBatching[] = [];
+    for (let s = 0; s < executor.manifest.segments.length; s++) {
+      const next: Record<string, ort.Tensor>[] = [];
+      for (const one of singles) {
+        const pool = { ...one };
+        await executor.runSegments(s, s + 1, pool);
+        next.push(pool);
+      }
+      const made = Object.keys(next[0]!).filter((k) => !(k in singles[0]!));
+      const ok: number[] = [];
+      let why: string | undefined;
+      for (const n of sizes) {
+        const pool = stack(executor.segmentInputs(s), singles.slice(0, n));
+        if (!pool) {
+          why = `segment ${s}: its inputs are not float32 tensors of one shape per row`;
+          break;
+        }
+        try {
+          await executor.runSegments(s, s + 1, pool);
+        } catch (e) {
+          why = `segment ${s} fails at batch ${n}: ${(e as Error)?.message ?? String(e)}`;
+          break;
+        }
+        const bad = made.find((k) => {
+          const t = pool[k]!;
+          if (t.dims[0] !== n) return true;
+          const a = t.data as ArrayLike<number>;
+          const w = t.size / n;
+          for (let r = 0; r < n; r++) {
+            const b = next[r]![k]!.data as ArrayLike<number>;
+            if (b.length !== w) return true;
+            for (let i = 0; i < w; i++) if (!Object.is(a[r * w + i], b[i])) return true;
+          }
+          return false;
+        });
+        if (bad) {
+          why = `segment ${s}: at batch ${n}, output "${bad}" is not bit for bit the rows run one at a time`;
+          break;
+        }
+        ok.push(n);
+      }
+      segments.push({ sizes: ok, ...(why ? { why } : {}) });
+      singles = next;
+    }
+    send({ type: "checked", id: m.id, segments });
+  } catch (e) {
+    send({ type: "run-failed", id: m.id, payload: false, message: (e as Error)?.message ?? String(e) });
   }
 }
 
@@ -120,11 +284,11 @@ async function edgeRunner(executor: Executor, config: EdgeConfig, threads: numbe
   };
 }
 
-async function runEdge(e: EdgeRunner, outputNames: string[], m: Extract<ToWorker, { buffer: ArrayBuffer }>): Promise<void> {
+async function runEdge(e: EdgeRunner, outputNames: string[], m: RunMessage): Promise<void> {
   try {
     const { executor } = e;
     const payloads = payloadsOf(m);
-    const v = executor.bundle.variant(m.variant);
+    const v = executor.bundle.variant(m.jobs[0]!.variant);
     const c1 = executor.cutOf(v);
     if (c1.kind === "output") throw new PayloadError(`variant "${v.id}" is device-only: the edge has nothing to run`);
     const fv = e.forward(v);

@@ -17,12 +17,11 @@ export class FairQueue<T extends { client: string }> {
     this.items.push(item);
   }
 
-  take(): T | undefined {
-    if (this.items.length === 0) return undefined;
-    const last = (c: string) => this.served.get(c) ?? -1;
-    let best = 0;
-    for (let i = 1; i < this.items.length; i++) if (last(this.items[i]!.client) < last(this.items[best]!.client)) best = i;
-    const item = this.items.splice(best, 1)[0]!;
+  /** The next item in fair order, of those `pred` accepts (all by default). */
+  take(pred: (item: T) => boolean = () => true): T | undefined {
+    const item = this.order(pred, 1)[0];
+    if (item === undefined) return undefined;
+    this.items.splice(this.items.indexOf(item), 1);
     this.served.set(item.client, this.turn++);
     // Forget clients with nothing queued: the map stays about as small as the queue.
     if (this.served.size > 2 * this.items.length + 8) {
@@ -30,6 +29,25 @@ export class FairQueue<T extends { client: string }> {
       for (const c of this.served.keys()) if (!queued.has(c) && c !== item.client) this.served.delete(c);
     }
     return item;
+  }
+
+  /**
+   * Up to `limit` items `pred` accepts, in the order successive take()s would return them; the
+   * queue is unchanged. The cloud's batcher looks ahead with it, then takes what it batches.
+   */
+  order(pred: (item: T) => boolean, limit = Infinity): T[] {
+    const served = new Map<string, number>();
+    const last = (c: string) => served.get(c) ?? this.served.get(c) ?? -1;
+    const left = this.items.filter(pred);
+    const out: T[] = [];
+    for (let turn = 0; left.length > 0 && out.length < limit; turn++) {
+      let best = 0;
+      for (let i = 1; i < left.length; i++) if (last(left[i]!.client) < last(left[best]!.client)) best = i;
+      const item = left.splice(best, 1)[0]!;
+      served.set(item.client, this.turn + turn);
+      out.push(item);
+    }
+    return out;
   }
 
   /** Removes a queued item (cancelled); false when it is not queued. */

@@ -26,11 +26,13 @@ import { Kind, readHeader, writeHeader, headerLength } from "../../kernels/forma
 import { isImageCodec, type Cut, type Manifest, type Variant } from "../common/manifest.js";
 import { imageFormatOf } from "../common/image.js";
 import { crc32, modelId, ProtocolError, type OutputTensor, type Request, type RequestTensor } from "../common/protocol.js";
+import type { CutBatching } from "./worker-pool.js";
+import { KSERVE_HEADER_LENGTH, kserveModelName } from "../common/kserve.js";
 
 /** What `GET /v2` lists besides dyno's own protocol. */
 export const KSERVE_EXTENSIONS = ["binary_tensor_data", "model_repository"] as const;
 
-export const HEADER_LENGTH = "inference-header-content-length";
+export const HEADER_LENGTH = KSERVE_HEADER_LENGTH;
 
 /** A KServe model: one cut of the bundle. */
 export interface KModel {
@@ -49,7 +51,7 @@ export function kserveModels(m: Manifest): KModel[] {
     const variants = m.variants.filter((v) => v.cut === cut.id);
     const f32 = variants.find((v) => v.codec.bits === "f32");
     if (!f32) continue;
-    out.push({ name: cut.kind === "input" ? m.model.name : `${m.model.name}.c${cut.id}`, cut, f32, variants });
+    out.push({ name: kserveModelName(m.model.name, cut), cut, f32, variants });
   }
   return out;
 }
@@ -57,14 +59,14 @@ export function kserveModels(m: Manifest): KModel[] {
 const DIM = (d: number | string | null) => (typeof d === "number" ? d : -1);
 
 /** `GET /v2/models/{name}` of a cut model (the input cut's is the server's model metadata). */
-export function cutMetadata(m: Manifest, k: KModel) {
+export function cutMetadata(m: Manifest, k: KModel, batching: CutBatching) {
   return {
     name: k.name,
     versions: [modelId(m)],
     platform: "dyno",
     inputs: k.cut.tensors.map((t) => ({ name: t.name, datatype: "FP32", shape: t.shape.map(DIM) })),
     outputs: m.model.outputs.map((t) => ({ name: t.name, datatype: "FP32", shape: t.shape.map(DIM) })),
-    dyno: { cut: k.cut.id, variants: k.variants.map((v) => ({ id: v.id, codec: v.codec, admissible: v.admissible, accuracy: v.accuracy })) },
+    dyno: { cut: k.cut.id, batching, variants: k.variants.map((v) => ({ id: v.id, codec: v.codec, admissible: v.admissible, accuracy: v.accuracy })) },
   };
 }
 

@@ -56,8 +56,9 @@ import {
   parseRequest, peekId, PREFIX_BYTES, PROTOCOL_VERSION, ProtocolError, validateRequest, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind, type OutputTensor, type Request as NativeRequest, type Status,
   type ServerTiming,
 } from "../common/protocol.js";
-import { WorkerPayloadError, WorkerPool, type EdgeConfig, type PoolStats } from "./worker-pool.js";
+import { MAX_BATCH, WorkerPayloadError, WorkerPool, type CutBatching, type EdgeConfig, type PoolStats } from "./worker-pool.js";
 import { refuseHttp, refuseWebSocket } from "./ws-refuse.js";
+import { KSERVE_BATCH_ROWS, KSERVE_TIMING } from "../common/kserve.js";
 import { acceptsEncoding, cutMetadata, decodeContent, encodeContent, encodeInferResponse, HEADER_LENGTH, KSERVE_EXTENSIONS, kserveModels, parseInfer, responseEncoding } from "./kserve.js";
 
 export const WS_PATH = "/v1/ws";
@@ -91,6 +92,9 @@ export const SERVE_DEFAULTS = {
   timeoutMs: 30_000,
   threads: 1,
   workers: 1,
+  maxBatch: 8,
+  maxQueueDelayMs: 0,
+  maxBatchBytes: 64 * 1024 * 1024,
   maxConnections: 256,
   heartbeatMs: 30_000,
   headersTimeoutMs: 10_000,
@@ -138,6 +142,12 @@ export interface ServeOptions {
   threads?: number;
   /** Worker threads running inference, each with its own sessions. */
   workers?: number;
+  /** Dynamic batching: rows in one run at most (1: off); cuts that do not batch run alone (worker-pool.ts). */
+  maxBatch?: number;
+  /** How long a request may wait for others of its cut while a worker is free (0: batch only what is queued). */
+  maxQueueDelayMs?: number;
+  /** A batch's decoded cut tensors, bytes at most. */
+  maxBatchBytes?: number;
   /** Open TCP connections (HTTP and WebSocket); past it a new connection is closed at accept. */
   maxConnections?: number;
   /** WebSocket ping interval; a socket that missed two pongs is terminated. */
@@ -214,6 +224,8 @@ export interface DynoServer {
   /** The /metrics text. */
   metrics(): string;
   stats(): ServerStats;
+  /** How each cut's requests run (cut id -> batching), as checked at start-up. */
+  batching(): Record<string, CutBatching>;
   /**
    * Graceful shutdown: stop accepting, report not ready, refuse new requests (`unavailable`),
    * finish the admitted ones and send their responses, then close every socket, stop the workers
@@ -255,6 +267,7 @@ interface Peer {
   held: { bytes: Uint8Array; arrived: number }[];
 }
 
+const BATCH_ROWS_BUCKETS = [1, 2, 4, 8, 16, 32, 64];
 const CLOUD_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export async function startServer(options: ServeOptions): Promise<DynoServer> {
@@ -271,13 +284,15 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
   };
   const positive = {
     maxBody: o.maxBody, maxJsonBody: o.maxJsonBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress,
-    timeoutMs: o.timeoutMs, threads: o.threads, workers: o.workers, maxConnections: o.maxConnections, heartbeatMs: o.heartbeatMs,
+    timeoutMs: o.timeoutMs, threads: o.threads, workers: o.workers, maxBatch: o.maxBatch, maxBatchBytes: o.maxBatchBytes, maxConnections: o.maxConnections, heartbeatMs: o.heartbeatMs,
     wsSendBufferBytes: o.wsSendBufferBytes, headersTimeoutMs: o.headersTimeoutMs, requestTimeoutMs: o.requestTimeoutMs,
     keepAliveTimeoutMs: o.keepAliveTimeoutMs, logBurst: o.logBurst, logIntervalMs: o.logIntervalMs,
   };
   for (const [k, v] of Object.entries(positive)) {
     if (!Number.isInteger(v) || v < 1) throw new DynoError(`serve: ${k} must be a positive integer, got ${v}`);
   }
+  if (!Number.isFinite(o.maxQueueDelayMs) || o.maxQueueDelayMs < 0) throw new DynoError(`serve: maxQueueDelayMs must be a number >= 0, got ${o.maxQueueDelayMs}`);
+  if (o.maxBatch > MAX_BATCH) throw new DynoError(`serve: maxBatch must be at most ${MAX_BATCH}, got ${o.maxBatch}`);
   if (o.headersTimeoutMs > o.requestTimeoutMs) throw new DynoError(`serve: headersTimeoutMs (${o.headersTimeoutMs}) must not exceed requestTimeoutMs (${o.requestTimeoutMs})`);
 
   const sink = options.log ?? (() => {});
@@ -287,6 +302,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
   const pool = await WorkerPool.open(bundle, {
     workers: o.workers,
     threads: o.threads,
+    batch: { maxBatch: o.maxBatch, maxQueueDelayMs: o.maxQueueDelayMs, maxBatchBytes: o.maxBatchBytes },
     beforeRun: options.beforeRun,
     log: (line) => log("worker failures", "-", line),
     edge: options.edge,
@@ -326,6 +342,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     edgeTileFailures: registry.counter("dyno_edge_tile_failures_total", "Edge role: tile requests that failed (retried on another worker), by worker."),
     edgeSpan: registry.counter("dyno_edge_tiled_span_seconds_total", "Edge role: time of the tiled span by stage (before, slice, scatter: all tiles out and back, stitch, after; slowest_run and slowest_queue: the slowest tile as its worker reported it)."),
     edgeFinished: registry.counter("dyno_edge_finished_total", "Edge role, --forward auto: requests the edge finished itself because its plan said so."),
+    batchRows: registry.histogram("dyno_batch_rows", "Rows in each request's cloud run (1: it ran alone; more: batched with other requests).", BATCH_ROWS_BUCKETS),
     edgeUntiled: registry.counter("dyno_edge_untiled_total", "Edge role: requests whose tiled span the edge ran untiled because no worker answered a tile."),
     paused: registry.gauge("dyno_ws_paused", "WebSocket connections not read from while their peer does not read its replies."),
   };
@@ -370,7 +387,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
           log("edge fallbacks", "-", `dyno serve: the cloud failed; the edge finished a request of ${valid.variant.id} itself`);
         }
         if (r.edge) m.backboneBytes.add({}, r.edge.backboneBytes);
-        if (r.segments) cloudProfile?.observe(r.segments.from, r.segments.ms);
+        // A batch's segment times are shared by its rows: the profile and cloudMs are per inference.
+        if (r.segments) cloudProfile?.observe(r.segments.from, r.rows > 1 ? r.segments.ms.map((x) => x / r.rows) : r.segments.ms);
         const tiles = r.edge?.tiles;
         if (tiles) {
           for (const w of tiles.workers) m.edgeTiles.add({ worker: w });
@@ -382,7 +400,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
             for (const [stage, ms] of [["before", t.beforeMs], ["slice", t.sliceMs], ["scatter", t.scatterMs], ["stitch", t.stitchMs], ["after", t.afterMs], ["slowest_run", t.slowestRunMs], ["slowest_queue", t.slowestQueueMs]] as const) m.edgeSpan.add({ stage }, ms / 1000);
           }
         }
-        resolve({ outputs: r.outputs, timing: { queueMs, decodeMs: r.decodeMs, segmentMs: r.segmentMs, cloudMs: r.decodeMs + r.segmentMs } });
+        if (!r.edge) m.batchRows.observe(r.rows);
+        resolve({ outputs: r.outputs, timing: { queueMs, decodeMs: r.decodeMs, segmentMs: r.segmentMs, cloudMs: r.decodeMs + r.segmentMs / r.rows, ...(r.rows > 1 ? { rows: r.rows } : {}) } });
       }, (e: unknown) => {
         if (!answered) reject(e);
       }).finally(() => {
@@ -543,7 +562,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     const k = mm ? kmodel(mm[1]!, mm[2]) : unknownModel(path);
     if ("error" in k) return json(res, 404, k);
     if (mm![3]) return json(res, ready() ? 200 : 503, { name: k.name, ready: ready() });
-    return json(res, 200, k.cut.kind === "input" ? modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null) : cutMetadata(manifest, k));
+    const batching = pool.cutBatching()[k.cut.id]!;
+    return json(res, 200, k.cut.kind === "input" ? modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null, pool.cutBatching()) : cutMetadata(manifest, k, batching));
   };
 
   // --- KServe v2 inference (./kserve.ts) -----------------------------------------------------
@@ -625,7 +645,9 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       const { timing } = r;
       m.requests.add({ transport: "kserve", status: "ok" });
       const out = encodeInferResponse(k, id16, parsed, r.outputs, {
-        dyno_variant: r.variant, dyno_queue_ms: timing.queueMs, dyno_decode_ms: timing.decodeMs, dyno_cloud_ms: timing.cloudMs, dyno_total_ms: timing.totalMs,
+        dyno_variant: r.variant,
+        ...Object.fromEntries(Object.entries(KSERVE_TIMING).map(([field, param]) => [param, timing[field as keyof typeof KSERVE_TIMING]])),
+        [KSERVE_BATCH_ROWS]: timing.rows ?? 1,
       });
       const enc = out.body.length >= 1024 ? responseEncoding(req.headers["accept-encoding"]) : "identity";
       const sent = encodeContent(out.body, enc);
@@ -908,6 +930,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       return admission.inflight;
     },
     metrics: () => registry.render(),
+    batching: () => pool.cutBatching(),
     stats: () => ({
       connections: stats.connections,
       ws: { open: peers.size, paused: stats.paused, maxBufferedBytes: stats.maxBufferedBytes, maxHeld: stats.maxHeld, stalls: stats.stalls },
@@ -1007,7 +1030,7 @@ function asProtocolError(e: unknown, id: number): ProtocolError {
 const DATATYPES: Record<string, string> = { float32: "FP32", float16: "FP16", float64: "FP64", int64: "INT64", int32: "INT32", int8: "INT8", uint8: "UINT8", bool: "BOOL" };
 
 /** KServe v2 model metadata, plus what a dyno device needs to know about the variants and limits. */
-function modelMetadata(manifest: Manifest, o: { maxBody: number; maxInflight: number; maxInflightPerClient: number; maxInflightPerAddress: number; timeoutMs: number }, profile: Profile | null) {
+function modelMetadata(manifest: Manifest, o: { maxBody: number; maxJsonBody: number; maxInflight: number; maxInflightPerClient: number; maxInflightPerAddress: number; timeoutMs: number }, profile: Profile | null, batching: Record<string, CutBatching>) {
   const tensor = (t: { name: string; dtype: string; shape: (number | string | null)[] }) => ({
     name: t.name,
     datatype: DATATYPES[t.dtype] ?? t.dtype.toUpperCase(),
@@ -1026,10 +1049,12 @@ function modelMetadata(manifest: Manifest, o: { maxBody: number; maxInflight: nu
       model: modelId(manifest),
       endpoints: { ws: WS_PATH, http: INFER_PATH },
       maxBody: o.maxBody,
-      limits: { maxBody: o.maxBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress, timeoutMs: o.timeoutMs },
+      limits: { maxBody: o.maxBody, maxJsonBody: o.maxJsonBody, maxInflight: o.maxInflight, maxInflightPerClient: o.maxInflightPerClient, maxInflightPerAddress: o.maxInflightPerAddress, timeoutMs: o.timeoutMs },
       variants: manifest.variants
         .filter((v) => cuts.get(v.cut)!.kind !== "output")
         .map((v) => ({ id: v.id, cut: v.cut, codec: v.codec, admissible: v.admissible, accuracy: v.accuracy, tensors: cuts.get(v.cut)!.tensors.map(tensor) })),
+      // Per cut id: batched up to maxBatch rows at the sizes checked at start-up, or alone and why.
+      batching,
       // This server's own per-segment times (start-up runs, then live): devices plan with them.
       ...(profile ? { profile } : {}),
     },

@@ -18,6 +18,16 @@
 // deadline passed); a running one cannot: its worker is busy until onnxruntime returns, and the
 // server holds its admission slot until then. A worker that dies fails its job and is replaced.
 //
+// Dynamic batching (--max-batch, --max-queue-delay-ms, --max-batch-bytes): a free worker takes
+// the fair queue's next job and, behind it in fair order, the queued jobs of the same cut, up to
+// the cut's batch size; the worker decodes each on its own, stacks their cut tensors along the
+// batch dimension and runs the cloud segments once (cloud-worker.ts runBatch). A cut batches only
+// when its batch dimension is free and, at start-up, every segment after it gave each batch
+// size's rows bit for bit as run one at a time (checkBatching, seeded inputs; sizes 2..8 and
+// powers of two); a batch is one of those sizes. Memory is bounded by --max-inflight (the queue)
+// and --max-batch-bytes (a batch's decoded tensors). With no delay, batches form only from what
+// queued while the workers were busy, so a lone device never waits for one.
+//
 // The queue is fair across clients (round robin, FIFO within a client): a free worker takes the
 // oldest job of the client that was served longest ago. With one FIFO, a client holding its 16
 // in-flight slots (one that never reads its replies, say) put 16 runs ahead of every other
@@ -29,6 +39,7 @@ import type { NodeBundle } from "../node/bundle.js";
 import { FairQueue } from "./fair-queue.js";
 import type { OutputTensor, Payload } from "../common/protocol.js";
 import type { TileSet } from "../common/tiles.js";
+import { isImageCodec, type Manifest, type Variant } from "../common/manifest.js";
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -111,18 +122,40 @@ export interface EdgeRun {
   tiles?: EdgeTileRun;
 }
 
-/** Main thread -> worker: one run, or (profile) `runs` timed runs of the whole segment chain on a zero input. */
+/** One request of a run: its variant and its payloads' places in the run's buffer. */
+export interface RunJob {
+  variant: string;
+  tensors: { name: string; offset: number; length: number }[];
+}
+
+/**
+ * Main thread -> worker: one run (one request, or several of one cut batched into one onnxruntime
+ * run); (profile) `runs` timed runs of the whole segment chain on a zero input; (check) the
+ * batching check of every segment at each of `sizes` (checkBatching).
+ */
 export type ToWorker =
-  | { id: number; variant: string; buffer: ArrayBuffer; tensors: { name: string; offset: number; length: number }[] }
-  | { id: number; profile: number };
+  | { id: number; jobs: RunJob[]; buffer: ArrayBuffer }
+  | { id: number; profile: number }
+  | { id: number; check: number[] };
+
+/** A batched run's answer for one of its requests. */
+export type BatchResult = { outputs: OutputTensor[]; decodeMs: number; /** Its own run's, when the batch ran one by one. */ segmentMs?: number } | { payload: boolean; message: string };
 
 /** Worker -> main thread. */
 export type FromWorker =
   | { type: "ready" }
   | { type: "open-failed"; name: string; message: string }
   | { type: "done"; id: number; outputs: OutputTensor[]; decodeMs: number; segmentMs: number; edge?: EdgeRun; segments?: SegmentTimes }
+  | { type: "batch-done"; id: number; results: BatchResult[]; segmentMs: number; segments?: SegmentTimes; rows: number }
   | { type: "profiled"; id: number; runs: number[][] }
+  | { type: "checked"; id: number; segments: SegmentBatching[] }
   | { type: "run-failed"; id: number; payload: boolean; message: string };
+
+/** What the start-up check found for one segment: the batch sizes whose rows came out bit for bit as run one by one, and why not more. */
+export interface SegmentBatching {
+  sizes: number[];
+  why?: string;
+}
 
 /** Each segment's ms of one run, from segment `from` on (the cloud's live profile). */
 export interface SegmentTimes {
@@ -133,7 +166,10 @@ export interface SegmentTimes {
 export interface CloudRun {
   outputs: OutputTensor[];
   decodeMs: number;
+  /** The segments' ms of the run this request was in (a batched run: the whole batch's). */
   segmentMs: number;
+  /** Rows in the run (1 unbatched; a batch: every request's rows). */
+  rows: number;
   edge?: EdgeRun;
   segments?: SegmentTimes;
 }
@@ -147,6 +183,8 @@ export interface PoolOptions {
   workers: number;
   /** onnxruntime intra-op threads per session, in each worker. */
   threads: number;
+  /** Dynamic batching (cloud role only); absent or maxBatch 1: every request runs alone. */
+  batch?: BatchOptions;
   /** Awaited when a job has its worker, before it is sent (tests hold runs in flight with it). */
   beforeRun?: (variant: string) => Promise<void> | void;
   /** A worker died and was replaced, or could not be. */
@@ -154,9 +192,32 @@ export interface PoolOptions {
   edge?: EdgeConfig;
 }
 
+/**
+ * Dynamic batching: requests for the same cut queued together run as one onnxruntime run of the
+ * cloud segments, their cut tensors stacked along the batch dimension.
+ */
+export interface BatchOptions {
+  /** Rows in one run at most (a request's own batch counts its rows). */
+  maxBatch: number;
+  /** How long a request may wait for others of its cut when a worker is free (0: batch what is already queued). */
+  maxQueueDelayMs: number;
+  /** The decoded cut tensors of one batch, bytes at most (float32): bounds a worker's memory. */
+  maxBatchBytes: number;
+}
+
+/** How requests of one cut run: batched at these sizes, or alone and why. */
+export interface CutBatching {
+  /** The largest batch in rows (1: unbatched). */
+  maxBatch: number;
+  /** Batch sizes checked bit for bit at start-up (runs are made of these sizes only). */
+  sizes: number[];
+  /** Why not batched, or not beyond maxBatch. */
+  why?: string;
+}
+
 export interface PoolStats {
   workers: number;
-  /** Jobs holding a worker (in beforeRun or running). */
+  /** Runs holding a worker (in beforeRun or running); a batch is one. */
   busy: number;
   queued: number;
   /** Runs that have come back from a worker, ok or failed. */
@@ -175,7 +236,8 @@ export interface Job {
 
 interface Slot {
   worker: Worker;
-  job: PendingJob | null;
+  /** The run it is busy with: its id and requests (one, or a batch). */
+  run: { id: number; jobs: PendingJob[] } | null;
 }
 
 interface PendingJob {
@@ -184,6 +246,10 @@ interface PendingJob {
   payloads: Payload[];
   /** Who the job is for (the server's per-address key): the unit of fairness. */
   client: string;
+  /** Its variant's cut (the batching key) and its rows (the payloads' batch dimension; 0: unknown, never batched). */
+  cut: number;
+  rows: number;
+  queuedAt: number;
   startedAt: number | null;
   resolve(r: CloudRun): void;
   reject(e: Error): void;
@@ -229,10 +295,15 @@ export class WorkerPool {
   private nextId = 1;
   private completed = 0;
   private closed = false;
+  /** Per cut id: how its requests run (all unbatched until checkBatching). */
+  private batching = new Map<number, CutBatching & { cap: number }>();
+  private holdTimer: ReturnType<typeof setTimeout> | null = null;
+  private holdUntil = Infinity;
 
   private constructor(
     private readonly init: WorkerInit,
     private readonly options: PoolOptions,
+    private readonly manifest: Manifest,
     private readonly slots: Slot[],
   ) {
     for (const slot of slots) this.watch(slot);
@@ -240,6 +311,9 @@ export class WorkerPool {
 
   static async open(bundle: NodeBundle, options: PoolOptions): Promise<WorkerPool> {
     if (!Number.isInteger(options.workers) || options.workers < 1) throw new DynoError(`worker pool: workers must be a positive integer, got ${options.workers}`);
+    const b = options.batch;
+    if (b && (!Number.isInteger(b.maxBatch) || b.maxBatch < 1 || b.maxBatch > MAX_BATCH)) throw new DynoError(`worker pool: maxBatch must be an integer in 1..${MAX_BATCH}, got ${b.maxBatch}`);
+    if (b && (!Number.isFinite(b.maxQueueDelayMs) || b.maxQueueDelayMs < 0)) throw new DynoError(`worker pool: maxQueueDelayMs must be >= 0, got ${b.maxQueueDelayMs}`);
     const init: WorkerInit = { dir: bundle.dir, threads: options.threads, edge: options.edge };
     const started = await Promise.allSettled(Array.from({ length: options.workers }, () => start(init)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -248,17 +322,30 @@ export class WorkerPool {
       throw failed.reason;
     }
     const workers = started.map((r) => (r as PromiseFulfilledResult<Worker>).value);
-    return new WorkerPool(init, options, workers.map((worker) => ({ worker, job: null })));
+    const pool = new WorkerPool(init, options, bundle.manifest, workers.map((worker) => ({ worker, run: null })));
+    try {
+      await pool.planBatching();
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
   }
 
   stats(): PoolStats {
-    return { workers: this.slots.length, busy: this.slots.filter((s) => s.job).length, queued: this.queue.length, completed: this.completed };
+    return { workers: this.slots.length, busy: this.slots.filter((s) => s.run).length, queued: this.queue.length, completed: this.completed };
+  }
+
+  /** How each cut's requests run (cut id -> batching), as checked at start-up. */
+  cutBatching(): Record<string, CutBatching> {
+    return Object.fromEntries([...this.batching].map(([id, { maxBatch, sizes, why }]) => [id, { maxBatch, sizes, ...(why ? { why } : {}) }]));
   }
 
   submit(variant: string, payloads: Payload[], client = ""): Job {
     let job!: PendingJob;
+    const v = this.manifest.variants.find((x) => x.id === variant);
     const result = new Promise<CloudRun>((resolve, reject) => {
-      job = { id: this.nextId++, variant, payloads, client, startedAt: null, resolve, reject };
+      job = { id: this.nextId++, variant, payloads, client, cut: v?.cut ?? -1, rows: v ? rowsOf(v, payloads) : 0, queuedAt: performance.now(), startedAt: null, resolve, reject };
     });
     if (this.closed) job.reject(new DynoError("the worker pool is closed"));
     else this.queue.push(job);
@@ -281,82 +368,181 @@ export class WorkerPool {
    * the pool takes requests: ms per run per segment. Rejects when the worker cannot.
    */
   profile(runs: number): Promise<number[][]> {
-    const slot = this.slots.find((s) => !s.job);
-    if (!slot) return Promise.reject(new DynoError("worker pool: no idle worker to profile on"));
-    const id = -this.nextId++;
-    return new Promise((resolve, reject) => {
-      const onMessage = (m: FromWorker) => {
-        if (!("id" in m) || m.id !== id) return;
-        slot.worker.off("message", onMessage);
-        if (m.type === "profiled") resolve(m.runs);
-        else if (m.type === "run-failed") reject(new DynoError(`profiling the cloud segments failed: ${m.message}`));
-      };
-      slot.worker.on("message", onMessage);
-      slot.worker.postMessage({ id, profile: runs } satisfies ToWorker);
-    });
+    return this.ask({ profile: runs }, "profiling the cloud segments").then((m) => (m as Extract<FromWorker, { type: "profiled" }>).runs);
   }
 
   /** Terminates every worker; call after the last job has come back. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
     for (const job of this.queue.drain()) job.reject(new DynoError("the worker pool is closed"));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  /** Sends one start-up message to an idle worker and waits for its answer. */
+  private ask(message: { profile: number } | { check: number[] }, what: string): Promise<FromWorker> {
+    const slot = this.slots.find((s) => !s.run);
+    if (!slot) return Promise.reject(new DynoError(`worker pool: no idle worker for ${what}`));
+    const id = -this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: FromWorker) => {
+        if (!("id" in m) || m.id !== id) return;
+        slot.worker.off("message", onMessage);
+        if (m.type === "run-failed") reject(new DynoError(`${what} failed: ${m.message}`));
+        else resolve(m);
+      };
+      slot.worker.on("message", onMessage);
+      slot.worker.postMessage({ id, ...message } satisfies ToWorker);
+    });
+  }
+
+  /**
+   * Which cuts batch, and at which sizes. A cut batches when its tensors' batch dimension is not
+   * fixed and every segment after it gave, at each size, rows bit for bit equal to the same rows
+   * run one at a time (checkBatching, on seeded inputs); a batch is made of those sizes only.
+   */
+  private async planBatching(): Promise<void> {
+    const m = this.manifest;
+    const b = this.options.batch;
+    const crossing = m.cuts.filter((c) => c.kind !== "output");
+    const off = (why: string) => {
+      for (const c of crossing) this.batching.set(c.id, { maxBatch: 1, sizes: [1], why, cap: 1 });
+    };
+    if (!b || b.maxBatch === 1) return off("batching is off (--max-batch 1)");
+    if (this.options.edge) return off("the edge role runs each request alone");
+    const fixed = m.model.inputs[0]!.shape[0];
+    if (typeof fixed === "number") return off(`the model's batch dimension is fixed (${fixed})`);
+    const checked = ((await this.ask({ check: batchSizes(b.maxBatch) }, "checking the cloud segments' batching")) as Extract<FromWorker, { type: "checked" }>).segments;
+    for (const c of crossing) {
+      let sizes = [1, ...batchSizes(b.maxBatch)];
+      let why: string | undefined;
+      const fixedCut = c.tensors.find((t) => typeof t.shape[0] === "number");
+      if (fixedCut) why = `cut tensor "${fixedCut.name}" has a fixed batch dimension (${fixedCut.shape[0]})`;
+      for (let s = c.deviceSegments; s < m.segments.length && !why; s++) {
+        const ok = new Set(checked[s]!.sizes);
+        const kept = sizes.filter((n) => n === 1 || ok.has(n));
+        if (kept.length < sizes.length) why = checked[s]!.why;
+        sizes = kept;
+      }
+      if (fixedCut) sizes = [1];
+      const rowBytes = 4 * c.tensors.reduce((a, t) => a + t.shape.slice(1).reduce<number>((x, d) => x * (typeof d === "number" ? d : 1), 1), 0);
+      const byBytes = Math.max(1, Math.floor(b.maxBatchBytes / Math.max(1, rowBytes)));
+      const cap = Math.min(sizes.at(-1)!, byBytes);
+      if (cap < sizes.at(-1)! && !why) why = `--max-batch-bytes ${b.maxBatchBytes} holds ${byBytes} rows of this cut (${rowBytes} bytes each)`;
+      sizes = sizes.filter((n) => n <= cap);
+      this.batching.set(c.id, { maxBatch: sizes.at(-1)!, sizes, why, cap });
+    }
   }
 
   private dispatch(): void {
     for (const slot of this.slots) {
       if (this.queue.length === 0) return;
-      if (slot.job) continue;
-      const job = this.queue.take()!;
-      slot.job = job;
-      job.startedAt = performance.now();
-      void this.send(slot, job);
+      if (slot.run) continue;
+      const jobs = this.nextRun();
+      if (!jobs) return;
+      const now = performance.now();
+      for (const job of jobs) job.startedAt = now;
+      slot.run = { id: this.nextId++, jobs };
+      void this.send(slot, slot.run);
     }
   }
 
-  private async send(slot: Slot, job: PendingJob): Promise<void> {
+  /**
+   * The next run: the fair queue's next request, with the requests of its cut queued behind it
+   * (in fair order) up to the cut's batch size; a batch is one of the sizes checked at start-up.
+   * With a queue delay, a cut whose batch is not full waits until its oldest request has waited
+   * that long (other cuts' requests go meanwhile); null when nothing may run now.
+   */
+  private nextRun(): PendingJob[] | null {
+    const now = performance.now();
+    const delay = this.options.batch?.maxQueueDelayMs ?? 0;
+    const held = new Set<number>();
+    let until = Infinity;
+    for (;;) {
+      const head = this.queue.order((j) => !held.has(j.cut), 1)[0];
+      if (!head) break;
+      const plan = this.batching.get(head.cut);
+      let jobs = [head];
+      if (plan && plan.cap > 1 && head.rows >= 1 && head.rows < plan.cap) {
+        let rows = 0;
+        jobs = [];
+        for (const j of this.queue.order((x) => x.cut === head.cut && x.rows >= 1)) {
+          if (rows + j.rows > plan.cap) continue;
+          jobs.push(j);
+          rows += j.rows;
+        }
+        while (jobs.length > 1 && !plan.sizes.includes(rows)) rows -= jobs.pop()!.rows;
+        if (delay > 0 && rows < plan.cap && now - head.queuedAt < delay) {
+          held.add(head.cut);
+          until = Math.min(until, head.queuedAt + delay);
+          continue;
+        }
+      }
+      for (const j of jobs) this.queue.take((x) => x === j);
+      return jobs;
+    }
+    if (until < Infinity && until < this.holdUntil) {
+      if (this.holdTimer) clearTimeout(this.holdTimer);
+      this.holdUntil = until;
+      this.holdTimer = setTimeout(() => {
+        this.holdTimer = null;
+        this.holdUntil = Infinity;
+        this.dispatch();
+      }, Math.max(0, until - now));
+    }
+    return null;
+  }
+
+  private async send(slot: Slot, run: NonNullable<Slot["run"]>): Promise<void> {
     try {
-      await this.options.beforeRun?.(job.variant);
+      for (const job of run.jobs) await this.options.beforeRun?.(job.variant);
     } catch (e) {
-      this.finish(slot, job, () => job.reject(e as Error));
+      this.finish(slot, run, (job) => job.reject(e as Error));
       return;
     }
     // One buffer for every payload, transferred: the request's own bytes may be a view into a
     // pooled socket buffer, which must not be detached.
-    const total = job.payloads.reduce((n, p) => n + p.bytes.length, 0);
+    const total = run.jobs.reduce((n, j) => n + j.payloads.reduce((k, p) => k + p.bytes.length, 0), 0);
     const all = new Uint8Array(total);
-    const tensors: Extract<ToWorker, { tensors: unknown }>["tensors"] = [];
     let offset = 0;
-    for (const p of job.payloads) {
-      all.set(p.bytes, offset);
-      tensors.push({ name: p.tensor, offset, length: p.bytes.length });
-      offset += p.bytes.length;
-    }
-    const message: ToWorker = { id: job.id, variant: job.variant, buffer: all.buffer, tensors };
-    slot.worker.postMessage(message, [all.buffer]);
+    const jobs: RunJob[] = run.jobs.map((job) => ({
+      variant: job.variant,
+      tensors: job.payloads.map((p) => {
+        all.set(p.bytes, offset);
+        offset += p.bytes.length;
+        return { name: p.tensor, offset: offset - p.bytes.length, length: p.bytes.length };
+      }),
+    }));
+    slot.worker.postMessage({ id: run.id, jobs, buffer: all.buffer } satisfies ToWorker, [all.buffer]);
   }
 
-  private finish(slot: Slot, job: PendingJob, settle: () => void): void {
-    if (slot.job !== job) return;
-    slot.job = null;
-    this.completed++;
-    settle();
+  private finish(slot: Slot, run: NonNullable<Slot["run"]>, settle: (job: PendingJob, i: number) => void): void {
+    if (slot.run !== run) return;
+    slot.run = null;
+    this.completed += run.jobs.length;
+    run.jobs.forEach(settle);
     this.dispatch();
   }
 
   private watch(slot: Slot): void {
     const { worker } = slot;
     worker.on("message", (m: FromWorker) => {
-      const job = slot.job;
-      if (!job || !("id" in m) || m.id !== job.id) return;
-      if (m.type === "done") this.finish(slot, job, () => job.resolve({ outputs: m.outputs, decodeMs: m.decodeMs, segmentMs: m.segmentMs, edge: m.edge, segments: m.segments }));
-      else if (m.type === "run-failed") this.finish(slot, job, () => job.reject(m.payload ? new WorkerPayloadError(m.message) : new Error(m.message)));
+      const run = slot.run;
+      if (!run || !("id" in m) || m.id !== run.id) return;
+      if (m.type === "done") this.finish(slot, run, (job) => job.resolve({ outputs: m.outputs, decodeMs: m.decodeMs, segmentMs: m.segmentMs, rows: 1, edge: m.edge, segments: m.segments }));
+      else if (m.type === "batch-done") {
+        this.finish(slot, run, (job, i) => {
+          const r = m.results[i]!;
+          if ("outputs" in r) job.resolve({ outputs: r.outputs, decodeMs: r.decodeMs, segmentMs: r.segmentMs ?? m.segmentMs, rows: m.rows, segments: m.segments });
+          else job.reject(r.payload ? new WorkerPayloadError(r.message) : new Error(r.message));
+        });
+      } else if (m.type === "run-failed") this.finish(slot, run, (job) => job.reject(m.payload ? new WorkerPayloadError(m.message) : new Error(m.message)));
     });
     const died = (why: string) => {
       if (this.closed) return;
       worker.removeAllListeners();
-      const job = slot.job;
-      if (job) this.finish(slot, job, () => job.reject(new Error(`cloud worker died: ${why}`)));
+      const run = slot.run;
+      if (run) this.finish(slot, run, (job) => job.reject(new Error(`cloud worker died: ${why}`)));
       this.replace(slot, why);
     };
     worker.on("error", (e) => died(e.message));
@@ -371,7 +557,7 @@ export class WorkerPool {
     this.options.log?.(`dyno serve: a cloud worker died (${why}); starting another`);
     start(this.init).then((worker) => {
       if (this.closed) return void worker.terminate();
-      const fresh: Slot = { worker, job: null };
+      const fresh: Slot = { worker, run: null };
       this.slots.push(fresh);
       this.watch(fresh);
       this.dispatch();
@@ -380,4 +566,27 @@ export class WorkerPool {
       if (this.slots.length === 0) for (const job of this.queue.drain()) job.reject(new Error(`no cloud worker left: ${e.message}`));
     });
   }
+}
+
+/** --max-batch's ceiling. */
+export const MAX_BATCH = 64;
+
+/** The batch sizes checked at start-up for a largest batch `max`: every size to 8, then powers of two, and max itself. */
+export function batchSizes(max: number): number[] {
+  const out = new Set<number>();
+  for (let n = 2; n <= Math.min(8, max); n++) out.add(n);
+  for (let n = 16; n < max; n *= 2) out.add(n);
+  if (max > 1) out.add(max);
+  return [...out].sort((a, b) => a - b);
+}
+
+/**
+ * A request's rows: its payloads' batch dimension, read from the first payload's header (the
+ * worker checks every payload); an image file is one row; 0 when unreadable (never batched).
+ */
+function rowsOf(v: Variant, payloads: readonly Payload[]): number {
+  if (isImageCodec(v.codec)) return 1;
+  const b = payloads[0]?.bytes;
+  if (!b || b.length < 12 || b[0] !== 0x44 || b[1] !== 0x59 || b[7]! < 1) return 0;
+  return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(8, true);
 }

@@ -123,12 +123,14 @@ export const ServerTiming = z.object({
   queueMs: z.number().nonnegative(),
   /** Unpacking the payloads (the executor's decode). */
   decodeMs: z.number().nonnegative(),
-  /** The cloud segments. */
+  /** The cloud segments (a batched request: the whole batch's run, which it waited for). */
   segmentMs: z.number().nonnegative(),
-  /** decodeMs + segmentMs: the cloud compute per inference, the time the device should learn. */
+  /** decodeMs + segmentMs / rows: the cloud compute per inference (its share of a batch), the time the device should learn. */
   cloudMs: z.number().nonnegative(),
   /** Receipt of the request to the response, on the server: cloudMs + queueMs + checks. */
   totalMs: z.number().nonnegative(),
+  /** Rows in the cloud run when the server batched this request with others (segmentMs is that run's); absent: it ran alone. */
+  rows: z.number().int().positive().optional(),
 }).strict();
 export type ServerTiming = z.infer<typeof ServerTiming>;
 

@@ -180,6 +180,13 @@ export class Executor {
     return runChain(sessions, pool, from);
   }
 
+  /** The tensors segment `s` reads (model inputs and earlier segments' outputs). */
+  segmentInputs(s: number): readonly string[] {
+    const session = this.sessions[s];
+    if (!session) throw new DynoError(`segment ${s} is not loaded in this executor`);
+    return session.inputNames;
+  }
+
   async release(): Promise<void> {
     for (const s of this.sessions) await s?.release();
   }
