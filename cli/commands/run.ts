@@ -1,4 +1,4 @@
-// dyno run BUNDLE --cloud URL [--objective ...] [--max-accuracy-drop 1] [--link 4g|3g|wifi|TRACE.json] [--inputs DATA]
+// dyno run BUNDLE --cloud URL[,URL...] [--protocol dyno|kserve] [--objective ...] [--max-accuracy-drop 1] [--link 4g|3g|wifi|TRACE.json] [--inputs DATA]
 import { perSampleDims } from "../../runtime/common/manifest.js";
 import { readFileSync } from "node:fs";
 import cliProgress from "cli-progress";
@@ -15,9 +15,13 @@ import { humanBytes, table } from "../format.js";
 export const run: Command = {
   name: "run",
   summary: "run the device side of a bundle against dyno serve, re-planning cut and bits as it goes",
-  usage: "run BUNDLE --cloud URL [--objective latency] [--max-accuracy-drop 1] [--link 4g|3g|wifi|TRACE.json] [--inputs DATA] [-n N]",
+  usage: "run BUNDLE --cloud URL[,URL...] [--protocol dyno|kserve] [--objective latency] [--max-accuracy-drop 1] [--link 4g|3g|wifi|TRACE.json] [--inputs DATA] [-n N]",
   help: [
-    "  --cloud URL                 the server (http://host:port) started with dyno serve",
+    "  --cloud URL[,URL...]        the server (http://host:port) started with dyno serve; several, comma-separated:",
+    "                              requests spread over them, and one that fails goes to the next (a failed server",
+    "                              is left out for 250 ms, doubling up to 8 s, then tried again)",
+    "  --protocol dyno|kserve      dyno's own protocol (default) or KServe v2 REST (HTTP; the payloads as UINT8 tensors)",
+    "  --gzip                      with --protocol kserve: gzip request bodies when it pays (float payloads of 1 KiB and more)",
     "  --objective O               latency | throughput | cloud-cost | bytes | energy (default latency)",
     "  --policy P                  dyno (default) | device-only | cloud-only | cloud-only-u8 | cloud-only-jpeg |",
     "                              cloud-only-webp | neurosurgeon | jalad",
@@ -28,12 +32,14 @@ export const run: Command = {
     "  --inputs DATA               DYNOIMG1 images (default: the bundle's calibration data), or random:N",
     "  -n, --count N               inferences (default: all inputs, at most 200)",
     "  --slowdown F                emulate a device F times slower than this machine (default 1)",
-    "  --transport ws|http         (default ws);  --token-file F: bearer token for the server",
+    "  --transport ws|http         for --protocol dyno (default ws);  --token-file F: bearer token for the server(s)",
     "  --no-pipeline               one inference at a time (default: the device computes the next while one is in flight)",
     "  --quiet                     no line per inference",
   ].join("\n"),
   options: {
     cloud: { type: "string" },
+    protocol: { type: "string" },
+    gzip: { type: "boolean" },
     objective: { type: "string" },
     policy: { type: "string" },
     variant: { type: "string" },
@@ -66,6 +72,13 @@ export const run: Command = {
     };
     const transport = (values.transport ?? "ws") as "ws" | "http";
     if (transport !== "ws" && transport !== "http") throw new UsageError(`--transport "${transport}": ws or http`);
+    const protocol = (values.protocol ?? "dyno") as "dyno" | "kserve";
+    if (protocol !== "dyno" && protocol !== "kserve") throw new UsageError(`--protocol "${protocol}": dyno or kserve`);
+    if (protocol === "kserve" && values.transport === "ws") throw new UsageError("--protocol kserve is HTTP only: drop --transport ws");
+    if (values.gzip && protocol !== "kserve") throw new UsageError("--gzip is for --protocol kserve (dyno serve's native protocol takes no compressed bodies)");
+    const cloudUrls = cloudUrl.split(",").map((u) => u.trim()).filter((u) => u !== "");
+    if (cloudUrls.length === 0) throw new UsageError(`run: --cloud "${cloudUrl}" names no URL`);
+    if (values.link && cloudUrls.length > 1) throw new UsageError("--link emulates the device's one link to one server: give one --cloud URL with it");
     const bundle = openBundle(positionals[0]!);
     const m = bundle.manifest;
     const token = values["token-file"] ? readFileSync(values["token-file"] as string, "utf8").trim() : undefined;
@@ -73,10 +86,10 @@ export const run: Command = {
     const count = Math.min(num("count") ?? Math.min(cal.count, 200), 1e6);
 
     let link: Link | null = null;
-    let url = cloudUrl;
+    let url: string | string[] = cloudUrls;
     if (values.link) {
       const trace = parseLinkSpec(values.link as string);
-      const target = new URL(cloudUrl.replace(/^ws/, "http"));
+      const target = new URL(cloudUrls[0]!.replace(/^ws/, "http"));
       link = await startLink({ target: { host: target.hostname, port: Number(target.port || 80) }, shape: trace });
       url = `http://127.0.0.1:${link.port}`;
       console.log(link.describe());
@@ -84,7 +97,7 @@ export const run: Command = {
     const slowdown = num("slowdown") ?? 1;
     if (slowdown !== 1) console.log(`device: emulated, ${slowdown}x slower than this machine (onnxruntime-node cpu, 1 thread)`);
     const device = await createDevice({
-      bundle, cloud: url, token, transport, policy, objective, slowdown, variant: values.variant as string | undefined,
+      bundle, cloud: url, token, transport: protocol === "kserve" ? "http" : transport, protocol, gzip: values.gzip === true, policy, objective, slowdown, variant: values.variant as string | undefined,
       slo: { maxAccuracyDrop: num("max-accuracy-drop"), latencyMs: num("latency-slo"), throughputPerS: num("throughput-slo") },
     });
     const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: "{bar} {value}/{total} | {variant}", hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : null;

@@ -1,13 +1,17 @@
-// The device's transport to `dyno serve` (runtime/cloud/server.ts), over WebSocket or HTTP POST.
+// The device's transport to `dyno serve` (runtime/cloud/server.ts), over WebSocket or HTTP POST,
+// in dyno's own protocol or KServe v2's, to one server or several.
 //
 //   const cloud = connectCloud({ url: "http://127.0.0.1:8080", model: manifest.model.sha256,
 //                                token, transport: "ws", timeoutMs: 5000, maxInFlight: 8 });
+//   connectCloud({ url: ["http://a:8080", "http://b:8080"], ... })   // spread + failover: ./endpoints.ts
+//   connectCloud({ url, model, manifest, protocol: "kserve", gzip: true })   // ./kserve-client.ts
 //   const d = await executor.device(variant.id, x);          // kind "split": payloads
 //   const reply = await cloud.infer({ variant, payloads: d.payloads });
 //   reply.outputs      // [{ name, dims, data: Float32Array }] in manifest.model.outputs order
 //   reply.timing       // server side: queueMs, decodeMs, segmentMs, cloudMs (learn this), totalMs
 //   reply.wallMs       // infer() call to reply, on the device: transfer + RTT = wallMs - totalMs
-//   reply.bytesSent, reply.bytesReceived                    // whole frames, as on the wire
+//   reply.bytesSent, reply.bytesReceived                    // whole frames (or bodies), as on the wire
+//   reply.endpoint                                          // the server that answered
 //   const rtt = await cloud.ping();                         // ms; cheap: no model work
 //   const { rttMs, serialMs, bytes } = await cloud.probe(64 * 1024); // bandwidth = bytes/serialMs
 //   const limits = await cloud.limits(manifest.model.name);  // { maxBody, ... } from the metadata
@@ -36,18 +40,34 @@
 //   ping() with a short timeout is the probe; a draining server answers "unavailable" (HTTP
 //   503, WebSocket close 1001).
 //
+// - protocol "kserve" (./kserve-client.ts): each infer() is POST /v2/models/<cut's model>/versions/
+//   <model id>/infer with the payloads as binary UINT8 tensors and dyno_variant, answered with
+//   binary FP32 outputs and the server's timing in the response parameters; the same CloudReply
+//   and error kinds (its 404, the model or version unknown, is "wrong-bundle"). ping() is GET
+//   /v2/health/ready, probe() the native padded pings (POST /v1/infer: dyno serve serves both
+//   protocols on one port), info() and limits() GET /v2/models/NAME as for the native protocol.
+//   HTTP only. A request over maxBody (the whole body before gzip) is refused here as above;
+//   the server's own bound on a KServe body is --max-json-body (8x --max-body by default).
+// - Several URLs (./endpoints.ts): one client per URL, requests spread over them, a request that
+//   fails because its server did ("connection", "unavailable") or is busy ("overloaded") goes to
+//   the next; the failed server is benched. One URL: the plain client, exactly as before.
+//
 // The WebSocket comes from `options.socket`: by default the global one (browsers, Node 22+),
 // binaryType "arraybuffer", with the token as the subprotocol "dyno-bearer.<base64url>" because a
 // browser cannot set headers on a WebSocket; runtime/node/client.ts gives `ws` with a header.
 // Nothing here imports Node.
 import { DynoError } from "../common/errors.js";
+import { KSERVE_HEADER_LENGTH } from "../common/kserve.js";
 import { Profile, type Variant } from "../common/manifest.js";
 import {
   buildRequest, decodeResponse, encodePing, ERROR_STATUS, MessageType, peekId, PREFIX_BYTES, ProtocolError, WS_BEARER_PREFIX, WS_PROTOCOL, type ErrorKind,
   type OutputTensor, type ServerTiming, type Payload,
 } from "../common/protocol.js";
+import { spreadOver } from "./endpoints.js";
+import { GZIP_KEEP, gzipPays, kserveBody, KServeReplyError, kserveReply, kservePath, type KServeManifest } from "./kserve-client.js";
 
 export type { OutputTensor, ServerTiming, Payload } from "../common/protocol.js";
+export type { KServeManifest } from "./kserve-client.js";
 
 export type CloudErrorKind = ErrorKind | "connection" | "protocol";
 
@@ -62,12 +82,30 @@ export class CloudError extends DynoError {
 }
 
 export interface CloudOptions {
-  /** The server: http(s)://host:port (the WebSocket URL is derived) or ws(s)://host:port. */
-  url: string;
+  /**
+   * The server: http(s)://host:port (the WebSocket URL is derived) or ws(s)://host:port; or
+   * several (a list, or one string with commas): requests spread over them and fail over
+   * (./endpoints.ts).
+   */
+  url: string | readonly string[];
+  /**
+   * "dyno" (default): the native binary protocol over `transport`. "kserve": KServe v2 REST with
+   * the binary tensor extension (./kserve-client.ts); HTTP only, and needs `manifest`.
+   */
+  protocol?: "dyno" | "kserve";
+  /** The bundle's manifest (or its model, cuts and variants): names each variant's KServe model. */
+  manifest?: KServeManifest;
+  /** kserve: gzip a request body when it pays (./kserve-client.ts gzipPays). Default false. */
+  gzip?: boolean;
+  /** Gzips a body (default: the global CompressionStream; runtime/node/client.ts: node:zlib). */
+  gzipper?: Gzipper;
+  /** Several URLs: an endpoint that failed is benched this long (default 250 ms), doubling at each failure in a row up to maxBenchMs (default 8000 ms). */
+  benchMs?: number;
+  maxBenchMs?: number;
   /** The bundle identity: manifest.model.sha256 (or its first 16 hex characters). */
   model: string;
   token?: string;
-  /** Default "ws". */
+  /** Default "ws" ("http" with protocol "kserve", its only transport). */
   transport?: "ws" | "http";
   /** Per request (and per connection attempt), default 10 000 ms. */
   timeoutMs?: number;
@@ -90,10 +128,16 @@ export interface CloudReply {
   id: number;
   outputs: OutputTensor[];
   timing: ServerTiming;
+  /** The request body (or WebSocket message) as sent: after gzip, when it was gzipped. */
   bytesSent: number;
   bytesReceived: number;
   wallMs: number;
+  /** The server that answered (http(s)://host:port). */
+  endpoint: string;
 }
+
+/** Gzips a request body. */
+export type Gzipper = (bytes: Uint8Array) => Promise<Uint8Array>;
 
 /** What the server publishes of its limits (each absent when it does not). */
 export interface ServerLimits {
@@ -149,12 +193,30 @@ export interface LinkProbe {
 }
 
 export function connectCloud(options: CloudOptions): CloudClient {
+  const urls = (typeof options.url === "string" ? options.url.split(",") : [...options.url]).map((u) => u.trim()).filter((u) => u !== "");
+  if (urls.length === 0) throw new CloudError("connection", "no cloud url given");
+  if (options.protocol === "kserve" && options.transport === "ws") throw new CloudError("bad-request", 'protocol "kserve" is HTTP only: transport "ws" is the native protocol\'s');
+  if (options.protocol === "kserve" && !options.manifest) throw new CloudError("bad-request", 'protocol "kserve" needs the manifest (options.manifest): it names the model of each cut');
+  if (urls.length === 1) return connectEndpoint(urls[0]!, options);
+  const maxInFlight = options.maxInFlight ?? 16;
+  const endpoints = urls.map((url) => connectEndpoint(url, { ...options, maxInFlight }));
+  return spreadOver(endpoints.map((e) => e.url), endpoints, {
+    maxInFlight, benchMs: options.benchMs, maxBenchMs: options.maxBenchMs,
+    makeError: (kind, message) => new CloudError(kind, message),
+  });
+}
+
+/** One server: the client over one URL, in either protocol. */
+function connectEndpoint(url: string, options: CloudOptions): CloudClient & { url: string } {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxInFlight = options.maxInFlight ?? 16;
-  const base = options.url.replace(/\/+$/, "").replace(/^ws(s?):/, "http$1:");
-  if (!/^https?:\/\/[^/]+$/.test(base)) throw new CloudError("connection", `cloud url "${options.url}" is not http(s)://host:port or ws(s)://host:port`);
+  const base = url.replace(/\/+$/, "").replace(/^ws(s?):/, "http$1:");
+  if (!/^https?:\/\/[^/]+$/.test(base)) throw new CloudError("connection", `cloud url "${url}" is not http(s)://host:port or ws(s)://host:port`);
   const model = options.model.slice(0, 16);
-  const transport = options.transport === "http" ? httpTransport(base, options.token, timeoutMs) : wsTransport(base, options.token, timeoutMs, options.socket ?? globalSocket);
+  const kserve = options.protocol === "kserve" ? options.manifest! : null;
+  const http = kserve || options.transport === "http" ? httpTransport(base, options.token, timeoutMs) : null;
+  const transport = http ?? wsTransport(base, options.token, timeoutMs, options.socket ?? globalSocket);
+  const gzip = options.gzip ? (options.gzipper ?? streamGzip) : null;
   let nextId = 1;
   let closed = false;
   let known: ServerLimits = {};
@@ -174,11 +236,56 @@ export function connectCloud(options: CloudOptions): CloudClient {
     if (transport.inFlight() >= maxInFlight) throw new CloudError("overloaded", `client: ${transport.inFlight()} requests already in flight (maxInFlight ${maxInFlight})`);
   };
 
+  /** KServe v2: the payloads as UINT8 tensors, the variant named, outputs binary (./kserve-client.ts). */
+  const inferKServe = async (request: CloudRequest, m: KServeManifest, t0: number, id: number): Promise<CloudReply> => {
+    let path: string;
+    try {
+      path = kservePath(m, request.variant.id, model);
+    } catch (e) {
+      throw new CloudError("bad-request", (e as Error).message);
+    }
+    const { body, headerLength } = kserveBody(id, request.variant.id, request.payloads);
+    checkSize(body.length, `request ${id} for ${request.variant.id}`);
+    let sent = body;
+    if (gzip && gzipPays(request.variant.codec, body.length)) {
+      const packed = await gzip(body);
+      if (packed.length <= GZIP_KEEP * body.length) sent = packed;
+    }
+    const res = await http!.call(path, {
+      method: "POST",
+      body: sent as Uint8Array<ArrayBuffer>,
+      headers: {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": String(headerLength),
+        ...(sent !== body ? { "Content-Encoding": "gzip" } : {}),
+      },
+    });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    // On the wire: the compressed length when the response was compressed (fetch inflates it).
+    const received = Number(res.headers.get("content-length") ?? bytes.length);
+    if (res.status !== 200) {
+      const message = errorMessage(bytes);
+      // 404: the model (a cut) or its version (the bundle's id) is not this server's.
+      const kind = res.status === 404 ? "wrong-bundle" : res.status === 415 ? "bad-request" : kindOfStatus(res.status);
+      throw new CloudError(kind, `HTTP ${res.status} from ${base}${path}: ${message}`);
+    }
+    let r: ReturnType<typeof kserveReply>;
+    try {
+      r = kserveReply(bytes, res.headers.get(KSERVE_HEADER_LENGTH));
+    } catch (e) {
+      if (!(e instanceof KServeReplyError)) throw e;
+      throw new CloudError("protocol", `bad reply to request ${id} from ${base}${path}: ${e.message}`);
+    }
+    return { id, outputs: r.outputs, timing: r.timing, bytesSent: sent.length, bytesReceived: received, wallMs: now() - t0, endpoint: base };
+  };
+
   return {
+    url: base,
     async infer(request) {
       guard();
       const t0 = now();
       const id = takeId();
+      if (kserve) return inferKServe(request, kserve, t0, id);
       let frame: Uint8Array;
       try {
         frame = buildRequest(id, model, request.variant, request.payloads, request.shapes);
@@ -190,7 +297,7 @@ export function connectCloud(options: CloudOptions): CloudClient {
       const r = decodeReply(bytes, id);
       if (r.status !== "ok") throw new CloudError(r.status, r.message ?? r.status);
       if (!r.timing) throw new CloudError("protocol", `reply to request ${id} carries no timing`);
-      return { id, outputs: r.outputs, timing: r.timing, bytesSent: frame.length, bytesReceived: bytes.length, wallMs: now() - t0 };
+      return { id, outputs: r.outputs, timing: r.timing, bytesSent: frame.length, bytesReceived: bytes.length, wallMs: now() - t0, endpoint: base };
     },
     async ping() {
       guard();
@@ -256,6 +363,25 @@ function decodeReply(bytes: Uint8Array, id: number) {
 
 const now = () => performance.now();
 
+/** The `error` of a KServe error body ({"error": "..."}), else the body's start. */
+function errorMessage(body: Uint8Array): string {
+  const text = new TextDecoder().decode(body.subarray(0, 2000));
+  try {
+    const e = (JSON.parse(text) as { error?: unknown }).error;
+    if (typeof e === "string") return e;
+  } catch {
+    /* not JSON: the text as it is */
+  }
+  return text.slice(0, 300);
+}
+
+/** Gzip with the global CompressionStream (browsers, Node 18+). */
+export const streamGzip: Gzipper = async (bytes) => {
+  const Stream = (globalThis as unknown as { CompressionStream?: new (format: string) => TransformStream<Uint8Array, Uint8Array> }).CompressionStream;
+  if (!Stream) throw new CloudError("bad-request", "no CompressionStream in this environment: gzip needs one (or options.gzipper)");
+  return new Uint8Array(await new Response(new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new Stream("gzip"))).arrayBuffer());
+};
+
 /** The limits in model metadata: `dyno.maxBody` etc., or under `dyno.limits`; anything else is absent. */
 function limitsOf(metadata: unknown): ServerLimits {
   const dyno = (metadata as { dyno?: Record<string, unknown> } | null)?.dyno;
@@ -309,11 +435,12 @@ async function httpCall(base: string, token: string | undefined, timeoutMs: numb
   }
 }
 
-function httpTransport(base: string, token: string | undefined, timeoutMs: number): Transport {
+function httpTransport(base: string, token: string | undefined, timeoutMs: number): Transport & { call(path: string, init: RequestInit): Promise<Response> } {
   const pending = new Set<AbortController>();
   const call = (path: string, init: RequestInit) => httpCall(base, token, timeoutMs, path, init, pending);
 
   return {
+    call,
     async send(_id, frame) {
       const res = await call("/v1/infer", { method: "POST", body: frame as Uint8Array<ArrayBuffer>, headers: { "Content-Type": "application/octet-stream" } });
       const body = new Uint8Array(await res.arrayBuffer());

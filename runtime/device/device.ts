@@ -35,7 +35,7 @@ import { modelId, PREFIX_BYTES, type RequestHeader } from "../common/protocol.js
 import { payloadBound, pinVariant, type Objective, type PolicyName } from "../plan/scheduler.js";
 import { initPlanner, plan, type PlannedChoice, type PlannerOptions, type PlannerState } from "../plan/planner.js";
 import { correct, recordInterval, recordRun } from "../plan/tracker.js";
-import { connectCloud, type CloudClient, type ServerLimits, type SocketFactory } from "./client.js";
+import { connectCloud, type CloudClient, type Gzipper, type ServerLimits, type SocketFactory } from "./client.js";
 import { Lane } from "./lane.js";
 import { LinkMonitor, probeOptions, type ProbeOptions, type ProbeStats } from "./link-monitor.js";
 import { sleepUntil } from "../common/clock.js";
@@ -48,18 +48,28 @@ export interface ProfileCache {
   set(key: string, profile: Profile): Promise<void>;
 }
 
+/** Where a device's cloud is: URL(s) of `dyno serve`, a client, or none. */
+export type Cloud = string | readonly string[] | CloudClient | null;
+
 export interface DeviceOptions {
   bundle: Bundle;
   backend: Backend;
   /** Opens the WebSocket to the cloud (default: the global WebSocket). */
   socket?: SocketFactory;
   /**
-   * The cloud: a URL of `dyno serve` (http://host:port, or ws://), a client made with
-   * connectCloud, or null for a device with no cloud (device-only).
+   * The cloud: a URL of `dyno serve` (http://host:port, or ws://), several (a list, or commas:
+   * requests spread over them and fail over, ./endpoints.ts), a client made with connectCloud,
+   * or null for a device with no cloud (device-only).
    */
-  cloud: string | CloudClient | null;
+  cloud: Cloud;
   token?: string;
   transport?: "ws" | "http";
+  /** The cloud's protocol: "dyno" (default, native) or "kserve" (KServe v2 REST, HTTP). */
+  protocol?: "dyno" | "kserve";
+  /** kserve: gzip request bodies when it pays (connectCloud `gzip`). */
+  gzip?: boolean;
+  /** Gzips a body (default: CompressionStream; Node: node:zlib). */
+  gzipper?: Gzipper;
   /** Per request; a slower answer counts as a cloud failure and the device finishes alone. */
   timeoutMs?: number;
   policy?: PolicyName;
@@ -167,7 +177,7 @@ export interface Device {
    * stay and follow what the new link measures (a probe first); requests in flight on the old
    * connection finish on the device.
    */
-  setCloud(cloud: string | CloudClient | null): void;
+  setCloud(cloud: Cloud): void;
   close(): Promise<void>;
 }
 
@@ -212,8 +222,13 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   // The stretched profile counts as one sample, so a first outlier (a cold run) cannot replace it.
   if (slowdown !== 1) estimates = { ...estimates, device: { ...estimates.device, ratio: slowdown, samples: 1 } };
   let planner: PlannerState = initPlanner(estimates.link.epoch);
-  const clientOf = (c: string | CloudClient | null) =>
-    typeof c === "string" ? connectCloud({ url: c, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000, socket: options.socket }) : c;
+  const clientOf = (c: Cloud): CloudClient | null =>
+    typeof c === "string" || Array.isArray(c)
+      ? connectCloud({
+        url: c, model: m.model.sha256, token: options.token, transport: options.transport, timeoutMs: options.timeoutMs ?? 5000, socket: options.socket,
+        protocol: options.protocol, manifest: m, gzip: options.gzip, gzipper: options.gzipper,
+      })
+      : (c as CloudClient | null);
   let cloud: CloudClient | null = clientOf(options.cloud);
   let cloudUp = cloud !== null;
   const firstProbeMs = options.probeMs ?? 250;

@@ -3,7 +3,7 @@
 import { createDevice as create, type Device, type DeviceOptions } from "../device/device.js";
 import { nodeBackend } from "./backend.js";
 import { openBundle, type NodeBundle } from "./bundle.js";
-import { nodeSocket } from "./client.js";
+import { nodeSocket, zlibGzip } from "./client.js";
 import { fileProfileCache } from "./executor.js";
 import { usePreciseTimers } from "./waker.js";
 
@@ -21,5 +21,5 @@ export function createDevice(options: NodeDeviceOptions): Promise<Device> {
   usePreciseTimers();
   const bundle = typeof options.bundle === "string" ? openBundle(options.bundle) : options.bundle;
   const profile = options.profile === false ? false : { cache: fileProfileCache(options.profile?.cacheDir) };
-  return create({ socket: nodeSocket, ...options, bundle, backend: nodeBackend, profile });
+  return create({ socket: nodeSocket, gzipper: zlibGzip, ...options, bundle, backend: nodeBackend, profile });
 }
