@@ -3,6 +3,7 @@ import { DynoError, UsageError } from "../runtime/common/errors.js";
 import { parseCommand, usageLine, type Command } from "./args.js";
 import { compileCommand } from "./commands/compile.js";
 import { demo } from "./commands/demo.js";
+import { exportCommand } from "./commands/export.js";
 import { exportVariant } from "./commands/export-variant.js";
 import { inspect } from "./commands/inspect.js";
 import { serve } from "./commands/serve.js";
@@ -12,7 +13,7 @@ import { tile } from "./commands/tile.js";
 import { verify } from "./commands/verify.js";
 import { dynoVersion } from "./version.js";
 
-const COMMANDS: Command[] = [inspect, split, tile, compileCommand, verify, exportVariant, serve, run, demo];
+const COMMANDS: Command[] = [inspect, split, tile, compileCommand, verify, exportVariant, exportCommand, serve, run, demo];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
