@@ -322,6 +322,12 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
       throw e;
     }
   }
+  try {
+    await pool.planBatching();
+  } catch (e) {
+    await pool.close();
+    throw e;
+  }
 
   const registry = new Registry();
   const m = {

@@ -305,6 +305,8 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   /** Connecting: the limits are read before the first plan (the first request waits for them). */
   const connect = () => (cloud ? readLimits().then((up) => void (up || markDown())) : null);
   let connecting: Promise<void> | null = connect();
+  /** A ping checking the link after an inference far slower on it than predicted. */
+  let checking: Promise<void> | null = null;
 
   const links = new LinkMonitor({
     cloud: () => cloud,
@@ -384,6 +386,13 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const pinned = pin === "device-only" ? deviceOnlyId : pin === "cloud-only" ? cloudOnlyId(m) : pin;
     if (connecting) await connecting;
     connecting = null;
+    // (bounded: a cloud that hangs is the request's timeout to find, not this wait's)
+    if (checking && !streaming) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([checking, new Promise<void>((r) => (timer = setTimeout(r, 1000)))]);
+      clearTimeout(timer);
+    }
+    checking = null;
     // A stale bandwidth estimate (first inference, the link changed, or not timed for a while) is
     // measured in the background; one inference at a time waits for it, whatever made it stale
     // (a stream runs device-only meanwhile: the planner does not plan with a stale estimate).
@@ -405,7 +414,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     // An RTT sample per inference from a ping alongside (no model work, a few bytes): device-only
     // sends nothing, so without it the device would never notice the link getting better, and a
     // split's transfer alone cannot tell a longer RTT from a narrower link.
-    links.ping();
+    void links.ping();
     const x = tensor(input);
     const cut = m.cuts.find((c) => c.id === m.variants.find((v) => v.id === id)!.cut)!;
     const { d, deviceMs, encodeMs } = await lane.run(async () => {
@@ -476,7 +485,9 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
         // Alone on the link and far slower than the link was predicted to be: the link may have
         // changed under it; a ping now checks its RTT rather than at the next inference.
         const expected = choice.predicted.model.linkMs;
-        if (alone && choice.id === id && transferMs > Math.max(2 * expected, expected + estimates.linkOptions.minStepMs)) links.ping(true);
+        // One inference at a time plans the next only once this ping is back: planned on the old
+        // RTT, the next one trialled a variant the new link made 50% slower (the adapt test, 4G).
+        if (alone && choice.id === id && transferMs > Math.max(2 * expected, expected + estimates.linkOptions.minStepMs)) checking = links.ping(true);
         const outputs = Object.fromEntries(a.outputs.map((o) => [o.name, { dims: o.dims, data: o.data }]));
         return { outputs, variant: id, kind, choice, fellBack: false, timings: { ...base, bytes: a.bytesSent, transferMs, cloudMs: a.timing.cloudMs, queueMs: a.timing.queueMs, rttMs, totalMs } };
       } catch (e) {

@@ -65,6 +65,8 @@ export class LinkMonitor {
   private pinging = false;
   private pingedAt = -Infinity;
   private suspectProbedAt = -Infinity;
+  /** The ping out now, settled once its sample is observed. */
+  private pingDone: Promise<void> | null = null;
   private pings = 0;
   private probing: Promise<void> | null = null;
   private active = false;
@@ -115,13 +117,15 @@ export class LinkMonitor {
    * unless `now`). A sample off from the estimate (the link may have changed) is checked by
    * another ping.
    */
-  ping(now_: boolean = false): void {
+  /** Sends a ping unless one is out; resolves once its sample (if any) is in the estimates. */
+  ping(now_: boolean = false): Promise<void> {
     const cloud = this.host.cloud();
-    if (this.pinging || !cloud || this.host.closed() || !this.host.cloudUp()) return;
+    if (this.pinging) return this.pingDone ?? Promise.resolve();
+    if (!cloud || this.host.closed() || !this.host.cloudUp()) return Promise.resolve();
     // Spaced: the samples that confirm an RTT step must not all fall in one stall of the device
     // or the server (a GC pause delays every ping sent during it).
     const now = performance.now();
-    if (!now_ && now - this.pingedAt < MIN_PING_GAP_MS) return;
+    if (!now_ && now - this.pingedAt < MIN_PING_GAP_MS) return Promise.resolve();
     this.pingedAt = now;
     this.pinging = true;
     // The first ping may open the connection (handshake, TLS): not an RTT sample.
@@ -135,7 +139,7 @@ export class LinkMonitor {
     // A stream's pings share the device's event loop and the link with its requests: on a loaded
     // machine two in a row came back late every few seconds. Their step takes one sample more.
     const busy = this.onLink > 0;
-    cloud.ping().then(
+    return (this.pingDone = cloud.ping().then(
       (ms) => {
         this.pinging = false;
         // While a probe runs it measures the RTT on a quiet link; a ping now was taken behind a
@@ -147,10 +151,10 @@ export class LinkMonitor {
         // by then; a new path delays the next one too. A device with nothing on the link (one
         // inference at a time) has no queue of its own to stall behind: it checks sooner.
         const gap = this.onLink > 0 ? Math.max(CONFIRM_GAP_MS, ms) : MIN_PING_GAP_MS;
-        if (this.host.estimates().link.suspect) setTimeout(() => this.ping(true), gap).unref?.();
+        if (this.host.estimates().link.suspect) setTimeout(() => void this.ping(true), gap).unref?.();
       },
       () => void (this.pinging = false),
-    );
+    ));
   }
 
   /** A probe is due: the estimate is stale, or nothing timed the link for maxAgeMs. */
