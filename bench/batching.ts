@@ -24,27 +24,18 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import ort from "onnxruntime-node";
 import { cachedBundle, fixture, ROOT } from "../cli/bundle-cache.js";
 import { table } from "../cli/format.js";
-import { perSampleDims, type Profile, type Variant } from "../runtime/common/manifest.js";
-import { randomFloats } from "../runtime/common/random.js";
+import type { Profile, Variant } from "../runtime/common/manifest.js";
 import { quantile } from "../runtime/common/stats.js";
-import type { Payload } from "../runtime/exec/executor.js";
 import { openBundle } from "../runtime/node/bundle.js";
 import { connectCloud, type CloudClient } from "../runtime/node/client.js";
-import { openExecutor } from "../runtime/node/executor.js";
 import { codecMs, initEstimates, observe, observationsOf, rangeMs, withCloudProfile, type Estimates } from "../runtime/plan/estimators.js";
-import { cleanUp, startServe, stopChild, temporary } from "./serve-process.js";
+import { benchVariant, bytesOf, cleanUp, expectedCases, sameBytes, startServe, stopChild, temporary, type Case } from "./serve-process.js";
 
 const INPUTS = 16;
 const SEED = 1616;
 const CLIENT_TIMEOUT_MS = 30_000;
-
-interface Case {
-  payloads: Payload[];
-  expected: Buffer;
-}
 
 interface Cell {
   n: number;
@@ -76,8 +67,7 @@ async function device(c: CloudClient, variant: Variant, from: number, segments: 
     try {
       const r = await c.infer({ variant, payloads: k.payloads });
       const ms = performance.now() - t0;
-      const o = r.outputs[0]!.data;
-      const ok = Buffer.from(o.buffer, o.byteOffset, o.byteLength).equals(k.expected);
+      const ok = sameBytes(bytesOf(r.outputs[0]!.data), k.expected);
       est = observe(est, ...observationsOf({ variant: variant.id, deviceSegments: from, segments, decodeMs: r.timing.decodeMs, cloudMs: r.timing.cloudMs }));
       if (!cell) continue;
       if (!ok) cell.wrong++;
@@ -130,25 +120,9 @@ async function main(): Promise<void> {
 
   const { bundle, dir: bundleDir } = values.bundle ? { bundle: openBundle(values.bundle), dir: values.bundle } : await cachedBundle(fixture());
   const m = bundle.manifest;
-  const cutOf = (v: Variant) => m.cuts.find((c) => c.id === v.cut)!;
-  const variant = values.variant !== undefined
-    ? m.variants.find((v) => v.id === values.variant)
-    : m.variants.filter((v) => cutOf(v).kind === "inner" && v.codec.bits === 8 && v.admissible).sort((a, b) => cutOf(a).deviceSegments - cutOf(b).deviceSegments)[0];
-  if (!variant) throw new Error(`no variant "${values.variant}" in ${bundleDir}`);
-  if (cutOf(variant).kind === "output") throw new Error(`${variant.id} runs on the device alone: pick a variant that sends something`);
-  const from = cutOf(variant).deviceSegments;
-
-  const local = await openExecutor(bundle, { threads: Number(values.threads) });
-  const dims = perSampleDims(m.model.inputs[0]!.shape);
-  const size = dims.reduce((a, b) => a * b, 1);
-  const cases: Case[] = [];
-  for (let i = 0; i < INPUTS; i++) {
-    const d = await local.device(variant.id, new ort.Tensor("float32", randomFloats(size, SEED + i), dims));
-    if (d.kind !== "split") throw new Error(`${variant.id} is not a split variant`);
-    const out = (await local.cloud(variant.id, d.payloads)).outputs[m.model.outputs[0]!.name]!.data as Float32Array;
-    cases.push({ payloads: d.payloads, expected: Buffer.from(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength)) });
-  }
-  await local.release();
+  const variant = benchVariant(m, values.variant, bundleDir);
+  const from = m.cuts.find((c) => c.id === variant.cut)!.deviceSegments;
+  const cases = await expectedCases(bundle, variant, Number(values.threads), INPUTS, SEED);
 
   const tmp = mkdtempSync(join(tmpdir(), "dyno-batching-"));
   temporary.add(tmp);

@@ -20,8 +20,6 @@
 //
 // Bounded: every loop stops at its deadline and at a count; hostile traffic is rate-limited; all
 // traffic goes to 127.0.0.1; every child process is killed when the bench ends, also on error.
-import { perSampleDims } from "../runtime/common/manifest.js";
-import { openExecutor } from "../runtime/node/executor.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -30,16 +28,13 @@ import net from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import ort from "onnxruntime-node";
 import WebSocket from "ws";
 import { cachedBundle, fixture, ROOT } from "../cli/bundle-cache.js";
-import { cleanUp, HOST, lines, sampleRss, sleep, startServe, stopChild, temporary, track } from "./serve-process.js";
+import { benchVariant, bytesOf, cleanUp, expectedCases, HOST, lines, sameBytes, sampleRss, sleep, startServe, stopChild, temporary, track, type Case } from "./serve-process.js";
 import { humanBytes, table } from "../cli/format.js";
 import { CloudError, connectCloud, type CloudClient } from "../runtime/node/client.js";
-import { Executor, type Payload } from "../runtime/exec/executor.js";
 import type { Variant } from "../runtime/common/manifest.js";
 import { buildRequest, modelId } from "../runtime/common/protocol.js";
-import { randomFloats } from "../runtime/common/random.js";
 import { quantile } from "../runtime/common/stats.js";
 
 const INPUTS = 16;
@@ -224,11 +219,6 @@ async function startHostile(cfg: HostileConfig): Promise<{ stop(): Promise<Hosti
   };
 }
 
-interface Case {
-  payloads: Payload[];
-  expected: Uint8Array;
-}
-
 interface CellStats {
   latencies: number[];
   ok: number;
@@ -260,14 +250,6 @@ interface Row {
 /** The server's count of WebSocket requests answered with `status`, from its /metrics text. */
 function wsCount(metrics: string, status: string): number {
   return Number(new RegExp(`dyno_requests_total\\{transport="ws",status="${status}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
-}
-
-function bytesOf(a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 /** One good client: a closed loop over the cases until `until` (or the count bound). */
@@ -318,25 +300,8 @@ async function main(): Promise<void> {
   const fx = fixture();
   const { bundle, dir: bundleDir } = await cachedBundle(fx);
   const m = bundle.manifest;
-  const cutOf = (v: Variant) => m.cuts.find((c) => c.id === v.cut)!;
-  const variant = values.variant !== undefined
-    ? m.variants.find((v) => v.id === values.variant)
-    : m.variants.filter((v) => cutOf(v).kind === "inner" && v.codec.bits === 8 && v.admissible).sort((a, b) => cutOf(a).deviceSegments - cutOf(b).deviceSegments)[0];
-  if (!variant) throw new Error(`no variant "${values.variant}" in ${bundleDir} (variants: ${m.variants.map((v) => v.id).join(", ")})`);
-  if (cutOf(variant).kind === "output") throw new Error(`${variant.id} runs on the device alone: pick a variant that sends something`);
-
-  // Expected outputs, once, from the local Executor with the server's thread count.
-  const local = await openExecutor(bundle, { threads });
-  const dims = perSampleDims(m.model.inputs[0]!.shape);
-  const size = dims.reduce((a, b) => a * b, 1);
-  const cases: Case[] = [];
-  for (let i = 0; i < INPUTS; i++) {
-    const d = await local.device(variant.id, new ort.Tensor("float32", randomFloats(size, SEED + i), dims));
-    if (d.kind !== "split") throw new Error(`${variant.id} is not a split variant`);
-    const out = (await local.cloud(variant.id, d.payloads)).outputs[m.model.outputs[0]!.name]!.data as Float32Array;
-    cases.push({ payloads: d.payloads, expected: new Uint8Array(bytesOf(out)) });
-  }
-  await local.release();
+  const variant = benchVariant(m, values.variant, bundleDir);
+  const cases = await expectedCases(bundle, variant, threads, INPUTS, SEED);
 
   const tmp = mkdtempSync(join(tmpdir(), "dyno-load-"));
   temporary.add(tmp);

@@ -1,10 +1,17 @@
-// A `dyno serve` in its own process for the benchmarks (bench/load.ts, bench/batching.ts), and the
-// bookkeeping that kills every child process and removes temporary directories when a bench ends.
+// What the cloud benchmarks (bench/load.ts, bench/batching.ts) share: a `dyno serve` in its own
+// process, the bookkeeping that kills every child process and removes temporary directories when a
+// bench ends, the variant the devices send and the outputs every reply is checked against.
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import ort from "onnxruntime-node";
 import { ROOT } from "../cli/bundle-cache.js";
+import { perSampleDims, type Manifest, type Variant } from "../runtime/common/manifest.js";
+import { randomFloats } from "../runtime/common/random.js";
+import type { Payload } from "../runtime/exec/executor.js";
+import type { NodeBundle } from "../runtime/node/bundle.js";
+import { openExecutor } from "../runtime/node/executor.js";
 
 export const HOST = "127.0.0.1";
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -88,4 +95,51 @@ export function sampleRss(pid: number): { stop(): number } {
   read();
   const timer = setInterval(read, 100);
   return { stop: () => (read(), clearInterval(timer), max) };
+}
+
+// --- what the devices send, and what they must get back ------------------------------------------
+
+/**
+ * The variant a bench's devices send: `id`, or by default the 8-bit variant at the earliest inner
+ * cut (the most cloud work); throws for an unknown or device-only one.
+ */
+export function benchVariant(m: Manifest, id: string | undefined, where: string): Variant {
+  const cutOf = (v: Variant) => m.cuts.find((c) => c.id === v.cut)!;
+  const variant = id !== undefined
+    ? m.variants.find((v) => v.id === id)
+    : m.variants.filter((v) => cutOf(v).kind === "inner" && v.codec.bits === 8 && v.admissible).sort((a, b) => cutOf(a).deviceSegments - cutOf(b).deviceSegments)[0];
+  if (!variant) throw new Error(`no variant "${id}" in ${where} (variants: ${m.variants.map((v) => v.id).join(", ")})`);
+  if (cutOf(variant).kind === "output") throw new Error(`${variant.id} runs on the device alone: pick a variant that sends something`);
+  return variant;
+}
+
+/** A request a device sends, and the model's output for it run alone (float32 bytes). */
+export interface Case {
+  payloads: Payload[];
+  expected: Uint8Array;
+}
+
+/** `count` seeded inputs' payloads for `variant` and their outputs, once, from the local Executor with the server's thread count. */
+export async function expectedCases(bundle: NodeBundle, variant: Variant, threads: number, count: number, seed: number): Promise<Case[]> {
+  const m = bundle.manifest;
+  const local = await openExecutor(bundle, { threads });
+  const dims = perSampleDims(m.model.inputs[0]!.shape);
+  const size = dims.reduce((a, b) => a * b, 1);
+  const cases: Case[] = [];
+  for (let i = 0; i < count; i++) {
+    const d = await local.device(variant.id, new ort.Tensor("float32", randomFloats(size, seed + i), dims));
+    if (d.kind !== "split") throw new Error(`${variant.id} is not a split variant`);
+    const out = (await local.cloud(variant.id, d.payloads)).outputs[m.model.outputs[0]!.name]!.data as Float32Array;
+    cases.push({ payloads: d.payloads, expected: new Uint8Array(bytesOf(out)) });
+  }
+  await local.release();
+  return cases;
+}
+
+export function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }

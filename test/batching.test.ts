@@ -8,9 +8,6 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { compile } from "../compiler/bundler/compile.js";
-import { analyzeModel } from "../compiler/pipeline.js";
-import { loadCalibration } from "../compiler/bundler/calibration.js";
 import { perSampleDims, type Manifest, type Variant } from "../runtime/common/manifest.js";
 import { randomFloats } from "../runtime/common/random.js";
 import type { Executor, Payload } from "../runtime/exec/executor.js";
@@ -21,7 +18,7 @@ import { FairQueue } from "../runtime/cloud/fair-queue.js";
 import type { DynoServer } from "../runtime/cloud/server.js";
 import type { CloudReply } from "../runtime/node/client.js";
 import { cloudHarness, metricValue, rejection } from "./helpers/cloud.js";
-import { fixtures } from "./fixtures.js";
+import { compileTestBundle, fixtures } from "./fixtures.js";
 
 const TOKEN = "batch-token";
 const auth = { headers: { authorization: `Bearer ${TOKEN}` } };
@@ -34,10 +31,7 @@ const b = suite("dynamic batching on dyno serve");
 
 b.before(async () => {
   const fx = fixtures().find((f) => f.name === "resnet")!;
-  const a = await analyzeModel(fx.path);
-  const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const calibration = await loadCalibration(fx.path, { inputDims: perSampleDims(input.shape!), samples: 16 });
-  await compile(a, fx.path, { out: join(root, "bundle"), calibration, bits: [4, 8], maxAccuracyDrop: 1, profileRuns: 1, dynoVersion: "test" });
+  await compileTestBundle(fx.path, join(root, "bundle"), { bits: [4, 8], samples: 16, profileRuns: 1 });
   bundle = openBundle(join(root, "bundle"));
   local = await openExecutor(bundle);
 });

@@ -14,9 +14,6 @@ import { deflateSync, gunzipSync, gzipSync } from "node:zlib";
 import ort from "onnxruntime-node";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { compile } from "../compiler/bundler/compile.js";
-import { analyzeModel } from "../compiler/pipeline.js";
-import { loadCalibration } from "../compiler/bundler/calibration.js";
 import { readHeader } from "../kernels/format.js";
 import { perSampleDims, type Variant } from "../runtime/common/manifest.js";
 import { buildRequest, decodeResponse, modelId } from "../runtime/common/protocol.js";
@@ -26,7 +23,7 @@ import { openBundle, type NodeBundle } from "../runtime/node/bundle.js";
 import { openExecutor } from "../runtime/node/executor.js";
 import type { DynoServer } from "../runtime/cloud/server.js";
 import { cloudHarness } from "./helpers/cloud.js";
-import { fixtures } from "./fixtures.js";
+import { compileTestBundle, fixtures } from "./fixtures.js";
 
 const SEED = 1515;
 const TOKEN = "kserve-token";
@@ -45,10 +42,7 @@ let x0: ort.Tensor;
 
 k.before(async () => {
   const fx = fixtures().find((f) => f.name === "resnet")!;
-  const a = await analyzeModel(fx.path);
-  const input = a.model.graph.inputs.find((v) => !a.model.graph.isInitializer(v.name))!;
-  const calibration = await loadCalibration(fx.path, { inputDims: perSampleDims(input.shape!), samples: 16 });
-  await compile(a, fx.path, { out: join(root, "bundle"), calibration, bits: [4, 8], maxAccuracyDrop: 1, profileRuns: 1, dynoVersion: "test" });
+  await compileTestBundle(fx.path, join(root, "bundle"), { bits: [4, 8], samples: 16, profileRuns: 1 });
   bundle = openBundle(join(root, "bundle"));
   local = await openExecutor(bundle);
   const m = bundle.manifest;

@@ -376,7 +376,7 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
    */
   const run = (valid: ReturnType<typeof validateRequest>, client: Client, arrived: number, release: () => void) =>
     new Promise<{ outputs: OutputTensor[]; timing: Omit<ServerTiming, "totalMs"> }>((resolve, reject) => {
-      const job = pool.submit(valid.variant.id, valid.payloads, client.key);
+      const job = pool.submit(valid, client.key);
       let answered = false;
       const timer = setTimeout(() => {
         answered = true;
@@ -568,8 +568,8 @@ export async function startServer(options: ServeOptions): Promise<DynoServer> {
     const k = mm ? kmodel(mm[1]!, mm[2]) : unknownModel(path);
     if ("error" in k) return json(res, 404, k);
     if (mm![3]) return json(res, ready() ? 200 : 503, { name: k.name, ready: ready() });
-    const batching = pool.cutBatching()[k.cut.id]!;
-    return json(res, 200, k.cut.kind === "input" ? modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null, pool.cutBatching()) : cutMetadata(manifest, k, batching));
+    const batching = pool.cutBatching();
+    return json(res, 200, k.cut.kind === "input" ? modelMetadata(manifest, o, cloudProfile?.snapshot() ?? null, batching) : cutMetadata(manifest, k, batching[k.cut.id]!));
   };
 
   // --- KServe v2 inference (./kserve.ts) -----------------------------------------------------

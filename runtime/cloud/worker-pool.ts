@@ -37,9 +37,9 @@ import { Worker } from "node:worker_threads";
 import { DynoError } from "../common/errors.js";
 import type { NodeBundle } from "../node/bundle.js";
 import { FairQueue } from "./fair-queue.js";
-import type { OutputTensor, Payload } from "../common/protocol.js";
+import type { OutputTensor, Payload, ValidRequest } from "../common/protocol.js";
 import type { TileSet } from "../common/tiles.js";
-import { isImageCodec, type Manifest, type Variant } from "../common/manifest.js";
+import type { Manifest } from "../common/manifest.js";
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -246,7 +246,7 @@ interface PendingJob {
   payloads: Payload[];
   /** Who the job is for (the server's per-address key): the unit of fairness. */
   client: string;
-  /** Its variant's cut (the batching key) and its rows (the payloads' batch dimension; 0: unknown, never batched). */
+  /** Its variant's cut (the batching key) and its rows (the tensors' batch dimension). */
   cut: number;
   rows: number;
   queuedAt: number;
@@ -334,11 +334,12 @@ export class WorkerPool {
     return Object.fromEntries([...this.batching].map(([id, { maxBatch, sizes, why }]) => [id, { maxBatch, sizes, ...(why ? { why } : {}) }]));
   }
 
-  submit(variant: string, payloads: Payload[], client = ""): Job {
+  /** Queues a checked request (validateRequest) for `client`. */
+  submit(request: Pick<ValidRequest, "variant" | "payloads" | "rows">, client = ""): Job {
     let job!: PendingJob;
-    const v = this.manifest.variants.find((x) => x.id === variant);
+    const { variant, payloads, rows } = request;
     const result = new Promise<CloudRun>((resolve, reject) => {
-      job = { id: this.nextId++, variant, payloads, client, cut: v?.cut ?? -1, rows: v ? rowsOf(v, payloads) : 0, queuedAt: performance.now(), startedAt: null, resolve, reject };
+      job = { id: this.nextId++, variant: variant.id, payloads, client, cut: variant.cut, rows, queuedAt: performance.now(), startedAt: null, resolve, reject };
     });
     if (this.closed) job.reject(new DynoError("the worker pool is closed"));
     else this.queue.push(job);
@@ -458,10 +459,10 @@ export class WorkerPool {
       if (!head) break;
       const plan = this.batching.get(head.cut);
       let jobs = [head];
-      if (plan && plan.cap > 1 && head.rows >= 1 && head.rows < plan.cap) {
+      if (plan && plan.cap > 1 && head.rows < plan.cap) {
         let rows = 0;
         jobs = [];
-        for (const j of this.queue.order((x) => x.cut === head.cut && x.rows >= 1)) {
+        for (const j of this.queue.order((x) => x.cut === head.cut)) {
           if (rows + j.rows > plan.cap) continue;
           jobs.push(j);
           rows += j.rows;
@@ -573,15 +574,4 @@ export function batchSizes(max: number): number[] {
   for (let n = 16; n < max; n *= 2) out.add(n);
   if (max > 1) out.add(max);
   return [...out].sort((a, b) => a - b);
-}
-
-/**
- * A request's rows: its payloads' batch dimension, read from the first payload's header (the
- * worker checks every payload); an image file is one row; 0 when unreadable (never batched).
- */
-function rowsOf(v: Variant, payloads: readonly Payload[]): number {
-  if (isImageCodec(v.codec)) return 1;
-  const b = payloads[0]?.bytes;
-  if (!b || b.length < 12 || b[0] !== 0x44 || b[1] !== 0x59 || b[7]! < 1) return 0;
-  return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(8, true);
 }

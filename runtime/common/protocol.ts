@@ -389,6 +389,8 @@ export interface ValidRequest {
   variant: Variant;
   cut: Cut;
   payloads: Payload[];
+  /** The batch dimension of its first tensor (each payload's own header agrees with its tensor's shape); 1 for an image file. */
+  rows: number;
 }
 
 /**
@@ -463,7 +465,8 @@ export function validateRequest(manifest: Manifest, req: Request): ValidRequest 
     }
     payloads.push({ tensor: t.name, bytes });
   });
-  return { id, variant: v, cut, payloads };
+  // An image file decodes to one row whatever its header says (Executor.decode).
+  return { id, variant: v, cut, payloads, rows: isImageCodec(v.codec) ? 1 : header.tensors[0]!.shape[0] ?? 1 };
 }
 
 function describePayload(bits: Bits, h: { perChannel: boolean; shuffle: boolean; codec: string }): string {
